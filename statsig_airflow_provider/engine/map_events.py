@@ -1,0 +1,228 @@
+"""Map and validate query rows as Statsig custom events, and write their `log_event` JSON.
+
+Everything is vectorised over an Arrow batch except the one thing that is row-wise by nature:
+parsing the optional metadata JSON column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from statsig_airflow_provider.engine import jsontext as jt
+from statsig_airflow_provider.engine.columns import (
+    MappingError,
+    null_mask,
+    plain,
+    resolve_columns,
+    to_epoch_ms,
+    to_strings,
+    true_mask,
+)
+from statsig_airflow_provider.engine.days import DayWindow, resolve_timezone
+from statsig_airflow_provider.engine.rejects import BatchReasons
+from statsig_airflow_provider.engine.spec import EventMapping, SourceSpec
+
+FORBIDDEN_NAME_CHARS = r"[\\\[\]{}<>#=;&$%|\x00\n\r]"
+
+
+@dataclass
+class MappedEvents:
+    """The valid rows of a batch as event JSON (each ending in ','), plus their identity keys."""
+
+    rows: pa.Array  # string: `{"eventName":...},`
+    identity: pa.Array  # string: time|name|ids, what makes two rows "the same event"
+    reasons: BatchReasons
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class EventMapper:
+    """Maps batches of one source's query result for one day."""
+
+    def __init__(self, spec: SourceSpec, window: DayWindow) -> None:
+        if not isinstance(spec.mapping, EventMapping):
+            raise TypeError("EventMapper needs an events source")
+        self.mapping: EventMapping = spec.mapping
+        self.window = window
+        self.validation = spec.validation
+        self.naive_tz_name = spec.day.naive_timezone
+        self.naive_tz = resolve_timezone(spec.day.naive_timezone)
+        self.environment = spec.delivery.environment
+        self._columns: dict[str, str] | None = None
+        self._start_ms = window.start_epoch * 1000
+        self._end_ms = window.end_epoch * 1000
+        # user.userID first, the rest as customIDs, in a fixed order so identities are stable
+        self._custom_units = sorted(u for u in self.mapping.ids if u != "userID")
+
+    def reject_context(self) -> dict[str, object]:
+        return {"max_len": self.validation.max_name_length, "max_metadata": self.validation.max_metadata_chars,
+                "day_start": self.window.start.isoformat(), "day_end": self.window.end.isoformat()}
+
+    def column(self, name: str) -> str:
+        assert self._columns is not None
+        return self._columns[name]
+
+    def map(self, batch: pa.RecordBatch) -> MappedEvents:
+        if self._columns is None:
+            self._columns = resolve_columns(batch.schema, self.mapping.columns())
+        m = self.mapping
+        col = self.column
+        get = lambda name: batch.column(col(name))  # noqa: E731
+        n = batch.num_rows
+        reasons = BatchReasons(n)
+        max_len = self.validation.max_name_length
+
+        name = to_strings(get(m.event_name), what=f"event_name column {col(m.event_name)!r}")
+        reasons.flag(null_mask(name) | _eq(name, ""), "event_name_null", col(m.event_name))
+        reasons.flag(_gt(pc.utf8_length(name), max_len), "event_name_too_long", col(m.event_name))
+        reasons.flag(_match(name, FORBIDDEN_NAME_CHARS), "event_name_forbidden_char", col(m.event_name))
+
+        ts_col = col(m.timestamp)
+        raw_ts = get(m.timestamp)
+        time_ms, ts_invalid, wrong_unit = to_epoch_ms(
+            raw_ts, unit=m.timestamp_unit, naive_tz=self.naive_tz, naive_tz_name=self.naive_tz_name,
+            day_tz=self.window.tz, what=f"timestamp column {ts_col!r}")
+        reasons.flag(null_mask(raw_ts), "timestamp_null", ts_col)
+        reasons.flag(ts_invalid, "timestamp_invalid", ts_col)
+        reasons.flag(wrong_unit, "timestamp_milliseconds" if m.timestamp_unit == "s" else "timestamp_seconds",
+                     ts_col)
+        outside = pc.or_(pc.less(time_ms, self._start_ms), pc.greater_equal(time_ms, self._end_ms))
+        reasons.flag(true_mask(outside), "timestamp_outside_day", ts_col)
+
+        ids = {unit: to_strings(get(c), what=f"ID column {col(c)!r}", empty_is_null=True, is_id=True)
+               for unit, c in m.ids.items()}
+        no_id = np.logical_and.reduce([null_mask(v) for v in ids.values()])
+        reasons.flag(no_id, "no_id", ",".join(col(c) for c in m.ids.values()))
+
+        value_json = None
+        if m.event_value:
+            value_json = self._value_json(get(m.event_value), col(m.event_value), reasons)
+
+        metadata = self._metadata_json(batch, n, reasons)
+
+        keep = reasons.valid
+        if not keep.all():
+            mask = pa.array(keep)
+            name, time_ms = name.filter(mask), time_ms.filter(mask)
+            ids = {u: v.filter(mask) for u, v in ids.items()}
+            value_json = value_json.filter(mask) if value_json is not None else None
+            metadata = metadata.filter(mask) if metadata is not None else None
+        time_text = time_ms.cast(pa.string())
+        rows = self._rows(name, time_text, ids, value_json, metadata)
+        identity = jt.concat_skip_nulls(
+            time_text, name, *[pc.fill_null(ids[u], "\x00") for u in ["userID", *self._custom_units] if u in ids],
+            separator="\x1f")
+        return MappedEvents(rows=rows, identity=identity, reasons=reasons)
+
+    # ---------------------------------------------------------------------------------------
+    def _value_json(self, raw: pa.Array, column: str, reasons: BatchReasons) -> pa.Array:
+        raw = plain(raw)
+        t = raw.type
+        if pa.types.is_integer(t) or pa.types.is_decimal(t):
+            return raw.cast(pa.string())
+        if pa.types.is_floating(t):
+            f = np.asarray(raw.to_numpy(zero_copy_only=False), dtype=np.float64)
+            reasons.flag(~np.isfinite(f) & ~null_mask(raw), "event_value_not_finite", column)
+            return raw.cast(pa.string())
+        text = to_strings(raw, what=f"event_value column {column!r}")
+        reasons.flag(_gt(pc.utf8_length(text), self.validation.max_name_length), "event_value_too_long", column)
+        return jt.quote(text)
+
+    def _metadata_json(self, batch: pa.RecordBatch, n: int, reasons: BatchReasons) -> pa.Array | None:
+        m = self.mapping
+        if not m.metadata and not m.metadata_json:
+            return None
+        values = {key: to_strings(batch.column(self.column(c)), what=f"metadata column {self.column(c)!r}")
+                  for key, c in m.metadata.items()}
+        fields = [jt.field(key, jt.quote(v)) for key, v in values.items()]
+        merged = jt.object_fields(fields, n)
+        if m.metadata_json:
+            merged = self._merge_json_column(batch, merged, values, reasons)
+        limit = self.validation.max_metadata_chars
+        too_long = _gt(pc.utf8_length(merged), limit)
+        reasons.flag(too_long, "metadata_too_long", self.column(m.metadata_json) if m.metadata_json
+                     else ",".join(self.column(c) for c in m.metadata.values()))
+        return merged
+
+    def _merge_json_column(self, batch: pa.RecordBatch, merged: pa.Array, values: dict[str, pa.Array],
+                           reasons: BatchReasons) -> pa.Array:
+        """Unpack the JSON column one level deep (nested values become JSON text); explicit columns win."""
+        column = self.column(self.mapping.metadata_json)  # type: ignore[arg-type]
+        raw = to_strings(batch.column(column), what=f"metadata_json column {column!r}")
+        present = np.flatnonzero(~null_mask(raw))
+        if not len(present):
+            return merged
+        picked = pa.array(present)
+        texts = raw.take(picked).to_pylist()
+        columns = {key: v.take(picked).to_pylist() for key, v in values.items()}
+        not_json = np.zeros(len(raw), dtype=bool)
+        not_object = np.zeros(len(raw), dtype=bool)
+        out: list[str | None] = []
+        for j, (row, text) in enumerate(zip(present.tolist(), texts, strict=True)):
+            try:
+                parsed = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                not_json[row] = True
+                out.append(None)
+                continue
+            if not isinstance(parsed, dict):
+                not_object[row] = True
+                out.append(None)
+                continue
+            obj = {str(k): _metadata_text(v) for k, v in parsed.items() if v is not None}
+            for key, vals in columns.items():
+                if vals[j] is not None:
+                    obj[key] = vals[j]
+            out.append(orjson.dumps(obj).decode() if obj else None)
+        reasons.flag(not_json, "metadata_not_json", column)
+        reasons.flag(not_object, "metadata_not_object", column)
+        mask = np.zeros(len(raw), dtype=bool)
+        mask[present] = True
+        return pc.replace_with_mask(merged, pa.array(mask), pa.array(out, pa.string()))
+
+    def _rows(self, name: pa.Array, time_text: pa.Array, ids: dict[str, pa.Array],
+              value_json: pa.Array | None, metadata: pa.Array | None) -> pa.Array:
+        n = len(name)
+        user_fields: list[pa.Array | str] = []
+        if "userID" in ids:
+            user_fields.append(jt.field("userID", jt.quote(ids["userID"])))
+        custom = [jt.field(u, jt.quote(ids[u])) for u in self._custom_units]
+        if custom:
+            user_fields.append(jt.concat('"customIDs":', jt.object_fields(custom, n)))
+        if self.environment:
+            user_fields.append(f'"statsigEnvironment":{{"tier":"{self.environment}"}}')
+        user = jt.object_fields(user_fields, n)
+        parts: list[pa.Array | str] = ['{"eventName":', jt.quote(name), ',"time":', time_text, ',"user":', user]
+        if value_json is not None:
+            parts.append(jt.concat(',"value":', value_json))
+        if metadata is not None:
+            parts.append(jt.concat(',"metadata":', metadata))
+        parts.append("},")
+        return jt.concat_skip_nulls(*parts)
+
+
+def _metadata_text(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def _eq(values: pa.Array, text: str) -> np.ndarray:
+    return true_mask(pc.equal(values, text))
+
+
+def _gt(values: pa.Array, limit: int) -> np.ndarray:
+    return true_mask(pc.greater(values, limit))
+
+
+def _match(values: pa.Array, pattern: str) -> np.ndarray:
+    return true_mask(pc.match_substring_regex(values, pattern))
+
+
+__all__ = ["EventMapper", "MappedEvents", "MappingError"]
