@@ -84,6 +84,61 @@ def create_events_table(database: str | Path, days: list[dt.date], rows_per_day:
         con.close()
 
 
+# ------------------------------------------------------------------------------------------
+# An independent oracle: which rows of the sample table are valid, and what Statsig must hold
+# for them, restated in SQL rather than through the provider's mapping code.
+
+EVENT_FIELDS = ("eventName", "time", "userID", "stableID", "value", "page", "plan", "referrer", "experiment")
+
+
+def expected_events(database: str | Path, day: dt.date, table: str = "events") -> list[tuple]:
+    """The events a correct ingestion of `day` delivers, one tuple of EVENT_FIELDS per event."""
+    import duckdb
+
+    window = DayWindow.of(day, "statsig")
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        return con.execute(f"""
+            SELECT event_name, ts * 1000, CAST(user_id AS VARCHAR), NULLIF(stable_id, ''), value, page, plan,
+                   json_extract_string(props, '$.referrer'), CAST(json_extract(props, '$.experiment') AS VARCHAR)
+            FROM {table}
+            WHERE ds = DATE '{day.isoformat()}'
+              AND event_name IS NOT NULL AND event_name <> '' AND length(event_name) < 128
+              AND NOT regexp_matches(event_name, '[\\\\\[\]{{}}<>#=;&$%|\n\r]')
+              AND ts >= {window.start_epoch} AND ts < {window.end_epoch}
+              AND (user_id IS NOT NULL OR NULLIF(stable_id, '') IS NOT NULL)
+              AND (props IS NULL OR (json_valid(props) AND json_type(props) = 'OBJECT'))
+        """).fetchall()
+    finally:
+        con.close()
+
+
+def stored_events(ndjson_lines: list[bytes]) -> list[tuple]:
+    """Emulator events (NDJSON lines) as tuples of EVENT_FIELDS."""
+    import orjson
+
+    out = []
+    for line in ndjson_lines:
+        if not line.strip():
+            continue
+        e = orjson.loads(line)
+        user, meta = e.get("user", {}), e.get("metadata", {})
+        out.append((e["eventName"], e["time"], user.get("userID"), user.get("customIDs", {}).get("stableID"),
+                    e.get("value"), meta.get("page"), meta.get("plan"), meta.get("referrer"), meta.get("experiment")))
+    return out
+
+
+def compare_events(expected: list[tuple], stored: list[tuple]) -> dict[str, object]:
+    """Multiset comparison: what is missing from Statsig, what it holds that it should not."""
+    from collections import Counter
+
+    want, have = Counter(expected), Counter(stored)
+    missing, extra = want - have, have - want
+    return {"expected": len(expected), "stored": len(stored), "missing": sum(missing.values()),
+            "unexpected": sum(extra.values()), "examples_missing": list(missing)[:3],
+            "examples_unexpected": list(extra)[:3], "match": not missing and not extra}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Generate sample events into a DuckDB file.")
     parser.add_argument("--db", required=True, type=Path)

@@ -105,6 +105,7 @@ class Emulator:
         app.router.add_route("POST", "/v1/mark_data_ready_dwh", self.mark_data_ready)
         app.router.add_route("GET", "/v1/download_config_specs/{key}", self.download_config_specs)
         app.router.add_route("GET", "/v2/download_config_specs/{key}", self.download_config_specs)
+        app.router.add_route("POST", "/v1/download_config_specs", self.download_config_specs)
         app.router.add_route("POST", "/v1/get_id_lists", self.get_id_lists)
         app.router.add_route("POST", "/v1/sdk_exception", self.sdk_exception)
         app.router.add_get("/_emulator/health", self.health)
@@ -245,6 +246,9 @@ class Emulator:
 
     # ------------------------------------------------------------------ SDK start-up
     async def download_config_specs(self, request: web.Request) -> web.StreamResponse:
+        key = request.match_info.get("key", "").removesuffix(".json") or request.headers.get("STATSIG-API-KEY", "")
+        if not (key in self.keys if self.keys else key.startswith(("secret-", "client-"))):
+            return self._refuse(401, "invalid sdk key")
         return web.json_response({"has_updates": True, "time": int(time.time() * 1000), "feature_gates": [],
                                   "dynamic_configs": [], "layer_configs": [], "layers": {}})
 

@@ -46,6 +46,7 @@ DAYS = sa.Table(
     sa.Column("spec_fingerprint", sa.String(32)),
     sa.Column("message", sa.Text),
     sa.Column("rejects_path", sa.Text),
+    sa.Column("last_report", sa.Text),  # the last run's report as JSON (timings, reasons, warnings)
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -139,6 +140,7 @@ class DayRecord:
     spec_fingerprint: str | None = None
     message: str | None = None
     rejects_path: str | None = None
+    last_report: str | None = None
     updated_at: dt.datetime | None = None
 
     @classmethod

@@ -9,6 +9,7 @@ ambiguous, or not sent because the run stopped — the report adds up.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -151,6 +152,7 @@ def ingest_day(spec: SourceSpec, day: dt.date | str, reader: WarehouseReader, ta
     report = DayReport(source=spec.name, day=window.day.isoformat(), dataset=spec.dataset, reason=opts.reason,
                        run_id=opts.run_id)
     started = time.monotonic()
+    failure: BaseException | None = None
     with L.held(ledger, spec.name, window.day, run_id=opts.run_id, ttl=opts.lease_ttl) as lease:
         previous = ledger.get_day(spec.name, window.day)
         record = _running_record(spec, window.day, previous, opts)
@@ -176,6 +178,7 @@ def ingest_day(spec: SourceSpec, day: dt.date | str, reader: WarehouseReader, ta
                     _deliver_file_drop(spec, window, reader, query, target, opts, report)
                 report.status = L.INGESTED
         except (WarehouseError, MappingError, DeliveryAborted, StatsigError, _TooManyRejects) as exc:
+            failure = exc.cause if isinstance(exc, DeliveryAborted) and exc.cause is not None else exc
             report.status = L.TOO_MANY_REJECTS if isinstance(exc, _TooManyRejects) else L.FAILED
             report.message = _failure_message(spec, window, exc)
         finally:
@@ -193,7 +196,7 @@ def ingest_day(spec: SourceSpec, day: dt.date | str, reader: WarehouseReader, ta
                 report.delivered_total = previous.delivered
             ledger.write_day(_final_record(record, report, previous, spec))
     if report.status in (L.FAILED, L.TOO_MANY_REJECTS):
-        raise IngestionError(report.message, report)
+        raise IngestionError(report.message, report) from failure
     return report
 
 
@@ -405,6 +408,7 @@ def _final_record(record: L.DayRecord, report: DayReport, previous: L.DayRecord 
     final.status = report.status
     final.message = report.message or None
     final.rejects_path = report.rejects_path
+    final.last_report = json.dumps(report.to_dict(), default=str)
     if report.status == L.NO_DATA:
         final.warehouse_count = 0
         final.rows_read = 0

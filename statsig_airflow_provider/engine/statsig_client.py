@@ -20,6 +20,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
@@ -293,3 +294,53 @@ def _peer_closed(sock: socket.socket) -> bool:
         return sock.recv(1, socket.MSG_PEEK) == b""
     except OSError:
         return True
+
+
+class StatsigApiClient:
+    """Statsig's small JSON endpoints: the key check and `mark_data_ready_dwh`."""
+
+    def __init__(self, api_key: str, api_url: str = DEFAULT_API_URL, *, timeout: float = 30.0) -> None:
+        if not api_key:
+            raise StatsigAuthError(401, "no Statsig server secret configured (the connection's password is empty)")
+        self._key = api_key
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+
+    def _post(self, path: str, payload: dict[str, object]) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            f"{self.api_url}/{path}", data=json.dumps(payload).encode(), method="POST",
+            headers={"STATSIG-API-KEY": self._key, "Content-Type": "application/json",
+                     "STATSIG-CLIENT-TIME": str(int(time.time() * 1000)),
+                     "User-Agent": ClientOptions().user_agent})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise StatsigRetryable(f"could not reach Statsig at {self.api_url}: {type(exc).__name__}") from None
+
+    def check_key(self) -> tuple[bool, str]:
+        """Ask Statsig whether the server secret is valid (download_config_specs answers 401 if not)."""
+        status, _ = self._post("download_config_specs", {})
+        if 200 <= status < 300:
+            return True, "Statsig accepted the server secret"
+        if status in AUTH_STATUSES:
+            return False, f"Statsig refused the server secret (HTTP {status})"
+        return False, f"Statsig answered HTTP {status}"
+
+    def mark_data_ready(self, datestamps: list[str], dataset: str, sources: list[str] | None = None) -> None:
+        """Tell Statsig a day is ready to pull (`mark_data_ready_dwh`; at most once every two hours)."""
+        payload: dict[str, object] = {"datestamps": datestamps[0] if len(datestamps) == 1 else datestamps,
+                                      "type": dataset}
+        if sources:
+            payload["sources"] = sources
+        status, body = self._post("mark_data_ready_dwh", payload)
+        if 200 <= status < 300:
+            return
+        detail = body[:300].decode("utf-8", "replace").replace(self._key, "***")
+        if status in AUTH_STATUSES:
+            raise StatsigAuthError(status, f"Statsig refused the server secret for mark_data_ready_dwh (HTTP {status})")
+        if status in RETRYABLE_STATUSES:
+            raise StatsigRetryable(f"mark_data_ready_dwh answered {status}: {detail}", status=status)
+        raise StatsigRejected(status, f"mark_data_ready_dwh answered {status}: {detail}")

@@ -1,0 +1,1 @@
+"""Airflow hooks: Statsig, and a read interface over each warehouse."""
