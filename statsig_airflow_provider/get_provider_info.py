@@ -20,7 +20,7 @@ def get_provider_info() -> dict[str, Any]:
                     "hidden-fields": ["schema", "port", "login"],
                     "relabeling": {"host": "Events API base URL", "password": "Server secret"},
                     "placeholders": {
-                        "host": "https://events.statsigapi.net (leave empty for Statsig; set for a proxy or the emulator)",
+                        "host": "https://events.statsigapi.net (empty: Statsig; set it for a proxy or the emulator)",
                         "password": "secret-...",
                     },
                 },

@@ -88,6 +88,7 @@ def create_events_table(database: str | Path, days: list[dt.date], rows_per_day:
 # An independent oracle: which rows of the sample table are valid, and what Statsig must hold
 # for them, restated in SQL rather than through the provider's mapping code.
 
+FORBIDDEN_EVENT_NAME_CHARS = r"[\\\[\]{}<>#=;&$%|\x00\n\r]"  # Statsig drops events whose names hold these
 EVENT_FIELDS = ("eventName", "time", "userID", "stableID", "value", "page", "plan", "referrer", "experiment")
 
 
@@ -104,11 +105,11 @@ def expected_events(database: str | Path, day: dt.date, table: str = "events") -
             FROM {table}
             WHERE ds = DATE '{day.isoformat()}'
               AND event_name IS NOT NULL AND event_name <> '' AND length(event_name) < 128
-              AND NOT regexp_matches(event_name, '[\\\\\[\]{{}}<>#=;&$%|\n\r]')
+              AND NOT regexp_matches(event_name, ?)
               AND ts >= {window.start_epoch} AND ts < {window.end_epoch}
               AND (user_id IS NOT NULL OR NULLIF(stable_id, '') IS NOT NULL)
               AND (props IS NULL OR (json_valid(props) AND json_type(props) = 'OBJECT'))
-        """).fetchall()
+        """, [FORBIDDEN_EVENT_NAME_CHARS]).fetchall()
     finally:
         con.close()
 

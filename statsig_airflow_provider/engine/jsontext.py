@@ -6,6 +6,8 @@ Arrow's string kernels costs a fraction of that and never holds a Python object 
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -13,8 +15,8 @@ _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 _CONTROL_ESCAPES = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
 
 
-def quote(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """JSON string literals for a string array; nulls stay null."""
+def escape(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """JSON string escaping (without the quotes); a no-op pass when nothing needs escaping."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if len(values) and pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
@@ -25,12 +27,17 @@ def quote(values: pa.Array | pa.ChunkedArray) -> pa.Array:
                 char = chr(code)
                 if pc.any(pc.match_substring(values, char)).as_py():
                     values = pc.replace_substring(values, char, _CONTROL_ESCAPES.get(code, f"\\u{code:04x}"))
-    return pc.binary_join_element_wise('"', values, '"', "")
+    return values
+
+
+def quote(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """JSON string literals for a string array; nulls stay null."""
+    return pc.binary_join_element_wise('"', escape(values), '"', "")
 
 
 def quote_literal(text: str) -> str:
     """A JSON string literal for one Python string (for constant keys)."""
-    return quote(pa.array([text], pa.string()))[0].as_py()
+    return json.dumps(text, ensure_ascii=False)
 
 
 def concat(*parts: pa.Array | str) -> pa.Array:
@@ -38,34 +45,31 @@ def concat(*parts: pa.Array | str) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "")
 
 
-def concat_skip_nulls(*parts: pa.Array | str, separator: str = "") -> pa.Array:
-    """Element-wise concatenation that leaves out null parts (never null itself).
-
-    Not `null_handling="skip"`: in pyarrow 26 it drops the rows where every part is null.
-    """
-    if not separator:
-        return pc.binary_join_element_wise(*[_or_empty(p) for p in parts], "")
-    prefixed = [_or_empty(p if isinstance(p, str) else pc.binary_join_element_wise(separator, p, ""), separator)
-                for p in parts]
-    joined = pc.binary_join_element_wise(*prefixed, "")
-    return pc.utf8_slice_codeunits(joined, len(separator))
+def concat_present(*parts: pa.Array | str) -> pa.Array:
+    """Element-wise concatenation in which null parts count as empty (never null itself)."""
+    return pc.binary_join_element_wise(*parts, "", null_handling="replace", null_replacement="")
 
 
-def _or_empty(part: pa.Array | str, prefix: str = "") -> pa.Array | str:
-    if isinstance(part, str):
-        return prefix + part
-    return pc.fill_null(part, "")
+# Object members are built with their leading comma (`,"key":value`), so an object is the
+# concatenation of its present members with the first comma cut: no per-member null handling.
+
+def member(key: str, json_values: pa.Array | str) -> pa.Array | str:
+    """`,"key":value` per row; null where the value is null."""
+    if isinstance(json_values, str):
+        return f",{quote_literal(key)}:{json_values}"
+    return concat(f",{quote_literal(key)}:", json_values)
 
 
-def object_fields(fields: list[pa.Array | str], length: int) -> pa.Array:
-    """`{f1,f2,...}` from per-row `"key":value` fragments; null where every fragment is null."""
-    if not fields:
+def string_member(key: str, values: pa.Array) -> pa.Array:
+    """`,"key":"value"` for a string array, escaped, in one pass; null where the value is null."""
+    return pc.binary_join_element_wise(f",{quote_literal(key)}:\"", escape(values), '"', "")
+
+
+def object_of(members: list[pa.Array | str], length: int) -> pa.Array:
+    """`{...}` from leading-comma members; null where every member is null."""
+    if not members:
         return pa.nulls(length, pa.string())
-    body = concat_skip_nulls(*fields, separator=",")
-    present = pc.invert(pc.equal(pc.utf8_length(body), 0))
-    return pc.if_else(present, concat("{", body, "}"), pa.scalar(None, pa.string()))
-
-
-def field(key: str, json_values: pa.Array) -> pa.Array:
-    """`"key":value` per row; null where the value is null."""
-    return concat(quote_literal(key) + ":", json_values)
+    inner = concat_present(*members)
+    present = pc.greater(pc.binary_length(inner), 0)
+    body = pc.binary_join_element_wise("{", pc.utf8_slice_codeunits(inner, 1), "}", "")
+    return pc.if_else(present, body, pa.scalar(None, pa.string()))

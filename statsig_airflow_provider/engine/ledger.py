@@ -220,7 +220,20 @@ class Lease:
 class Ledger:
     def __init__(self, engine: Engine | str) -> None:
         self.engine = create_ledger_engine(engine) if isinstance(engine, str) else engine
-        metadata.create_all(self.engine)
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        """Create the ledger's tables once, even when several workers start at the same moment."""
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as c:
+                    if c.dialect.name == "postgresql":
+                        c.execute(sa.text("SELECT pg_advisory_xact_lock(7305110)"))
+                    metadata.create_all(c)
+                return
+            except sa.exc.DBAPIError:
+                if attempt == 2:
+                    raise
 
     @property
     def url(self) -> str:

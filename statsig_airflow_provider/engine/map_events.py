@@ -115,9 +115,8 @@ class EventMapper:
             metadata = metadata.filter(mask) if metadata is not None else None
         time_text = time_ms.cast(pa.string())
         rows = self._rows(name, time_text, ids, value_json, metadata)
-        identity = jt.concat_skip_nulls(
-            time_text, name, *[pc.fill_null(ids[u], "\x00") for u in ["userID", *self._custom_units] if u in ids],
-            separator="\x1f")
+        id_parts = [part for u in ["userID", *self._custom_units] if u in ids for part in ("\x1f", ids[u])]
+        identity = jt.concat_present(time_text, "\x1f", name, *id_parts)
         return MappedEvents(rows=rows, identity=identity, reasons=reasons)
 
     # ---------------------------------------------------------------------------------------
@@ -140,77 +139,79 @@ class EventMapper:
             return None
         values = {key: to_strings(batch.column(self.column(c)), what=f"metadata column {self.column(c)!r}")
                   for key, c in m.metadata.items()}
-        fields = [jt.field(key, jt.quote(v)) for key, v in values.items()]
-        merged = jt.object_fields(fields, n)
+        members = [jt.string_member(key, v) for key, v in values.items()]
         if m.metadata_json:
-            merged = self._merge_json_column(batch, merged, values, reasons)
-        limit = self.validation.max_metadata_chars
-        too_long = _gt(pc.utf8_length(merged), limit)
+            members.insert(0, self._json_column_members(batch, values, reasons))
+        merged = jt.object_of(members, n)
+        too_long = _gt(pc.utf8_length(merged), self.validation.max_metadata_chars)
         reasons.flag(too_long, "metadata_too_long", self.column(m.metadata_json) if m.metadata_json
                      else ",".join(self.column(c) for c in m.metadata.values()))
         return merged
 
-    def _merge_json_column(self, batch: pa.RecordBatch, merged: pa.Array, values: dict[str, pa.Array],
-                           reasons: BatchReasons) -> pa.Array:
-        """Unpack the JSON column one level deep (nested values become JSON text); explicit columns win."""
+    def _json_column_members(self, batch: pa.RecordBatch, columns: dict[str, pa.Array],
+                             reasons: BatchReasons) -> pa.Array:
+        """The JSON column unpacked one level deep, as `,"k":"v",...` members (nested values become
+        JSON text, nulls are dropped). A key also mapped as a metadata column yields to that column
+        where the column has a value."""
         column = self.column(self.mapping.metadata_json)  # type: ignore[arg-type]
         raw = to_strings(batch.column(column), what=f"metadata_json column {column!r}")
-        present = np.flatnonzero(~null_mask(raw))
-        if not len(present):
-            return merged
-        picked = pa.array(present)
-        texts = raw.take(picked).to_pylist()
-        columns = {key: v.take(picked).to_pylist() for key, v in values.items()}
-        not_json = np.zeros(len(raw), dtype=bool)
-        not_object = np.zeros(len(raw), dtype=bool)
-        out: list[str | None] = []
-        for j, (row, text) in enumerate(zip(present.tolist(), texts, strict=True)):
+        n = len(raw)
+        present = ~null_mask(raw)
+        rows = np.flatnonzero(present).tolist()
+        texts = raw.filter(pa.array(present)).to_pylist()
+        out: list[bytes | None] = []
+        not_json: list[int] = []
+        not_object: list[int] = []
+        shadowed = set(columns)
+        column_null = {key: null_mask(v) for key, v in columns.items()}
+        loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
+        for i, text in zip(rows, texts, strict=True):
             try:
-                parsed = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                not_json[row] = True
+                parsed = loads(text)
+            except decode_error:
+                not_json.append(i)
                 out.append(None)
                 continue
-            if not isinstance(parsed, dict):
-                not_object[row] = True
+            if type(parsed) is not dict:
+                not_object.append(i)
                 out.append(None)
                 continue
-            obj = {str(k): _metadata_text(v) for k, v in parsed.items() if v is not None}
-            for key, vals in columns.items():
-                if vals[j] is not None:
-                    obj[key] = vals[j]
-            out.append(orjson.dumps(obj).decode() if obj else None)
-        reasons.flag(not_json, "metadata_not_json", column)
-        reasons.flag(not_object, "metadata_not_object", column)
-        mask = np.zeros(len(raw), dtype=bool)
-        mask[present] = True
-        return pc.replace_with_mask(merged, pa.array(mask), pa.array(out, pa.string()))
+            obj = {k: v if type(v) is str else dumps(v).decode() for k, v in parsed.items() if v is not None}
+            if shadowed and not shadowed.isdisjoint(obj):
+                for key in shadowed.intersection(obj):
+                    if not column_null[key][i]:
+                        del obj[key]
+            out.append(b"," + dumps(obj)[1:-1] if obj else None)
+        reasons.flag(_at(not_json, n), "metadata_not_json", column)
+        reasons.flag(_at(not_object, n), "metadata_not_object", column)
+        members = pa.array(out, pa.binary()).cast(pa.string())
+        return pc.replace_with_mask(pa.nulls(n, pa.string()), pa.array(present), members)
 
     def _rows(self, name: pa.Array, time_text: pa.Array, ids: dict[str, pa.Array],
               value_json: pa.Array | None, metadata: pa.Array | None) -> pa.Array:
         n = len(name)
-        user_fields: list[pa.Array | str] = []
+        user: list[pa.Array | str] = []
         if "userID" in ids:
-            user_fields.append(jt.field("userID", jt.quote(ids["userID"])))
-        custom = [jt.field(u, jt.quote(ids[u])) for u in self._custom_units]
-        if custom:
-            user_fields.append(jt.concat('"customIDs":', jt.object_fields(custom, n)))
+            user.append(jt.string_member("userID", ids["userID"]))
+        if self._custom_units:
+            custom = jt.object_of([jt.string_member(u, ids[u]) for u in self._custom_units], n)
+            user.append(jt.member("customIDs", custom))
         if self.environment:
-            user_fields.append(f'"statsigEnvironment":{{"tier":"{self.environment}"}}')
-        user = jt.object_fields(user_fields, n)
-        parts: list[pa.Array | str] = ['{"eventName":', jt.quote(name), ',"time":', time_text, ',"user":', user]
+            user.append(jt.member("statsigEnvironment", f'{{"tier":"{self.environment}"}}'))
+        parts: list[pa.Array | str] = ['{"eventName":', jt.quote(name), ',"time":', time_text,
+                                       ',"user":', jt.object_of(user, n)]
         if value_json is not None:
-            parts.append(jt.concat(',"value":', value_json))
+            parts.append(jt.member("value", value_json))
         if metadata is not None:
-            parts.append(jt.concat(',"metadata":', metadata))
+            parts.append(jt.member("metadata", metadata))
         parts.append("},")
-        return jt.concat_skip_nulls(*parts)
+        return jt.concat_present(*parts)
 
 
-def _metadata_text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
+def _at(indices: list[int], length: int) -> np.ndarray:
+    mask = np.zeros(length, dtype=bool)
+    mask[indices] = True
+    return mask
 
 
 def _eq(values: pa.Array, text: str) -> np.ndarray:

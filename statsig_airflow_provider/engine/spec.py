@@ -373,11 +373,11 @@ def _parse_metric_mapping(m: _Fields) -> MetricMapping:
         metric_value=m.column("metric_value"), numerator=m.column("numerator"),
         denominator=m.column("denominator"),
     )
-    if not mapping.metric_value and not (mapping.numerator and mapping.denominator):
-        raise SpecError("map metric_value, or both numerator and denominator", field="mapping.metric_value")
     if bool(mapping.numerator) != bool(mapping.denominator):
         missing = "denominator" if mapping.numerator else "numerator"
         raise SpecError("a ratio metric needs both numerator and denominator", field=f"mapping.{missing}")
+    if not mapping.metric_value and not (mapping.numerator and mapping.denominator):
+        raise SpecError("map metric_value, or both numerator and denominator", field="mapping.metric_value")
     return mapping
 
 

@@ -19,8 +19,8 @@ import socket
 import ssl
 import threading
 import time
-import urllib.parse
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -313,7 +313,7 @@ class StatsigApiClient:
                      "STATSIG-CLIENT-TIME": str(int(time.time() * 1000)),
                      "User-Agent": ClientOptions().user_agent})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - http(s) only
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
@@ -341,6 +341,6 @@ class StatsigApiClient:
         detail = body[:300].decode("utf-8", "replace").replace(self._key, "***")
         if status in AUTH_STATUSES:
             raise StatsigAuthError(status, f"Statsig refused the server secret for mark_data_ready_dwh (HTTP {status})")
-        if status in RETRYABLE_STATUSES:
+        if status in RETRYABLE_STATUSES and status != 429:  # 429 here is the two-hour limit, not load
             raise StatsigRetryable(f"mark_data_ready_dwh answered {status}: {detail}", status=status)
         raise StatsigRejected(status, f"mark_data_ready_dwh answered {status}: {detail}")
