@@ -1,48 +1,22 @@
 #!/usr/bin/env bash
 # Start / stop the local services the tests run against. Sourced by test.sh and the benchmarks.
+# Each scripts/services.d/<name>.sh defines start_<name> and stop_<name>; they export the
+# environment variables their tests read (e.g. STATSIG_TEST_PG_DSN).
 SERVICES_DIR="${SERVICES_DIR:-$ROOT/.test-services}"
-PG_PORT="${STATSIG_TEST_PG_PORT:-55432}"
+mkdir -p "$SERVICES_DIR"
+SERVICE_NAMES=()
+for _service in "$ROOT"/scripts/services.d/*.sh; do
+  # shellcheck source=/dev/null
+  source "$_service"
+  SERVICE_NAMES+=("$(basename "$_service" .sh)")
+done
 
-_as_postgres() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi; }
-
-_pg_bin() {
-  local bin
-  bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
-  echo "$bin"
+start_services() {
+  local name
+  for name in "${SERVICE_NAMES[@]}"; do "start_$name"; done
 }
 
-install_postgres() {
-  if [ -z "$(_pg_bin)" ]; then
-    echo "[services] installing PostgreSQL from Debian's packages"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq postgresql >/dev/null
-  fi
+stop_services() {
+  local name
+  for name in "${SERVICE_NAMES[@]}"; do "stop_$name" || true; done
 }
-
-start_postgres() {
-  install_postgres
-  local bin data
-  bin="$(_pg_bin)"
-  data="$SERVICES_DIR/pg/data"
-  mkdir -p "$SERVICES_DIR/pg"
-  [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$SERVICES_DIR/pg"
-  if [ ! -f "$data/PG_VERSION" ]; then
-    _as_postgres "'$bin/initdb' -D '$data' -U postgres --auth=trust >/dev/null"
-  fi
-  _as_postgres "'$bin/pg_ctl' -D '$data' -o \"-c listen_addresses=127.0.0.1 -p $PG_PORT -k '$SERVICES_DIR/pg'\" -l '$SERVICES_DIR/pg/pg.log' -w start >/dev/null"
-  "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = 'statsig_test'" | grep -q 1 \
-    || "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE statsig_test" >/dev/null
-  export STATSIG_TEST_PG_DSN="postgresql://postgres@127.0.0.1:$PG_PORT/statsig_test"
-  echo "[services] PostgreSQL on 127.0.0.1:$PG_PORT"
-}
-
-stop_postgres() {
-  local bin
-  bin="$(_pg_bin)"
-  [ -n "$bin" ] && [ -f "$SERVICES_DIR/pg/data/postmaster.pid" ] \
-    && _as_postgres "'$bin/pg_ctl' -D '$SERVICES_DIR/pg/data' -m fast stop >/dev/null" || true
-}
-
-start_services() { start_postgres; }
-stop_services() { stop_postgres; }

@@ -149,6 +149,7 @@ def ingest_day(spec: SourceSpec, day: dt.date | str, reader: WarehouseReader, ta
     """Ingest one day of one source; raise IngestionError (with the report) if the day failed."""
     opts = options or RunOptions()
     window = DayWindow.of(parse_day(day), spec.day.timezone)
+    reader = reader.for_day(window)
     report = DayReport(source=spec.name, day=window.day.isoformat(), dataset=spec.dataset, reason=opts.reason,
                        run_id=opts.run_id)
     started = time.monotonic()
@@ -215,7 +216,7 @@ def _warehouse(spec: SourceSpec, window: DayWindow, reader: WarehouseReader, wha
     except (MappingError, WarehouseError):
         raise
     except Exception as exc:  # drivers raise their own types; name the source, day and warehouse
-        raise WarehouseError(f"{what} failed on {reader.describe()}: {type(exc).__name__}: {exc}") from exc
+        raise WarehouseError(f"{what} failed on {reader.describe()}: {reader.explain(exc)}") from exc
 
 
 def _mapper(spec: SourceSpec, window: DayWindow) -> EventMapper | MetricMapper:
@@ -252,7 +253,7 @@ def _stream(spec: SourceSpec, window: DayWindow, reader: WarehouseReader, query:
         except (MappingError, WarehouseError):
             raise
         except Exception as exc:
-            raise WarehouseError(f"query failed on {reader.describe()}: {type(exc).__name__}: {exc}") from exc
+            raise WarehouseError(f"query failed on {reader.describe()}: {reader.explain(exc)}") from exc
         yield batch
 
 

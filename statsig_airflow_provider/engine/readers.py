@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from statsig_airflow_provider.engine.days import DayWindow
 from statsig_airflow_provider.engine.sql import count_query, probe_query
 
 DEFAULT_BATCH_ROWS = 65_536
@@ -57,6 +58,16 @@ class WarehouseReader(ABC):
         if first is None:
             raise WarehouseError("the schema probe returned no result set")
         return first.schema
+
+    def for_day(self, window: DayWindow) -> WarehouseReader:
+        """The reader to use for one day. SQL warehouses read the day through the query; a file
+        store (S3) returns a reader bound to that day's files."""
+        return self
+
+    def explain(self, exc: BaseException) -> str:
+        """A clear message for a driver error (readers turn bad credentials, missing permissions,
+        missing tables and timeouts into words a user can act on)."""
+        return f"{type(exc).__name__}: {exc}"
 
     def close(self) -> None:  # noqa: B027 - optional hook, most readers open connections per query
         """Release connections (readers open them per query by default)."""

@@ -256,6 +256,9 @@ class SourceSpec:
     sql: str
     mapping: EventMapping | MetricMapping
     day: DayScope = field(default_factory=DayScope)
+    # Warehouse-specific reading options (e.g. an UNLOAD threshold, a file layout); each warehouse
+    # hook documents and checks its own.
+    warehouse_options: dict[str, Any] = field(default_factory=dict)
     schedule: Schedule = field(default_factory=Schedule)
     reload: ReloadPolicy = field(default_factory=ReloadPolicy)
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
@@ -300,6 +303,7 @@ def _parse_source(data: Mapping[str, Any], origin: str) -> SourceSpec:
 
     wh = top.section("warehouse")
     conn_id = wh.get("conn_id", str, required=True)
+    options = wh.get("options", dict, {})
     wh.finish()
 
     mapping_section = top.section("mapping")
@@ -317,7 +321,8 @@ def _parse_source(data: Mapping[str, Any], origin: str) -> SourceSpec:
 
     if not MACRO_RE.search(sql) and day.column is None and not mapping.day_column:
         raise SpecError("the query has no day macros and no day column to filter on", field="day.column")
-    return SourceSpec(name=name, dataset=dataset, warehouse_conn_id=conn_id, sql=sql, mapping=mapping,
+    return SourceSpec(name=name, dataset=dataset, warehouse_conn_id=conn_id, warehouse_options=options,
+                      sql=sql, mapping=mapping,
                       day=day, schedule=schedule, reload=reload, validation=validation, delivery=delivery,
                       description=description, origin=origin)
 

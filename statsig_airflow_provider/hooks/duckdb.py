@@ -39,6 +39,8 @@ class DuckDBHook(DbApiHook):
     def get_uri(self) -> str:
         return f"duckdb:///{self._settings()[0]}"
 
-    def warehouse_reader(self) -> DuckDBReader:
+    def warehouse_reader(self, options: dict[str, Any] | None = None) -> DuckDBReader:
+        if options:
+            raise ValueError(f"DuckDB connections take no warehouse options; got {sorted(options)}")
         database, read_only, memory_limit = self._settings()
         return DuckDBReader(database, read_only=read_only, memory_limit=memory_limit)

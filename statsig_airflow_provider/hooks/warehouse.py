@@ -8,6 +8,7 @@ when a reader is built, never at DAG-parse time.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import Any
 
 from airflow.sdk import BaseHook
@@ -21,20 +22,36 @@ DIALECTS = {
     "redshift": "redshift", "databricks": "databricks", "mssql": "tsql", "odbc": "tsql", "athena": "athena",
 }
 
-# Connection types whose reader comes from a hook of this provider (module, class).
+# Connection types whose reader comes from a hook of this provider (module, class). Each hook has a
+# `warehouse_reader()` returning the engine's read interface over the warehouse's fastest Arrow path.
 PROVIDER_HOOKS = {
     "duckdb": ("statsig_airflow_provider.hooks.duckdb", "DuckDBHook"),
+    "snowflake": ("statsig_airflow_provider.hooks.snowflake", "StatsigSnowflakeHook"),
+    "gcpbigquery": ("statsig_airflow_provider.hooks.bigquery", "StatsigBigQueryHook"),
+    "google_cloud_platform": ("statsig_airflow_provider.hooks.bigquery", "StatsigBigQueryHook"),
+    "redshift": ("statsig_airflow_provider.hooks.redshift", "StatsigRedshiftHook"),
+    "databricks": ("statsig_airflow_provider.hooks.databricks", "StatsigDatabricksHook"),
+    "odbc": ("statsig_airflow_provider.hooks.synapse", "StatsigSynapseHook"),
+    "mssql": ("statsig_airflow_provider.hooks.synapse", "StatsigSynapseHook"),
+    "aws": ("statsig_airflow_provider.hooks.s3", "StatsigS3Hook"),
+    "athena": ("statsig_airflow_provider.hooks.athena", "StatsigAthenaHook"),
 }
 
 
-def warehouse_reader(conn_id: str) -> WarehouseReader:
-    """The reader for a warehouse connection; raises ValueError for connections it cannot read."""
+def warehouse_reader(conn_id: str, options: Mapping[str, Any] | None = None) -> WarehouseReader:
+    """The reader for a warehouse connection; raises ValueError for connections it cannot read.
+
+    `options` are the source's `warehouse.options`, which the warehouse's hook checks and uses.
+    """
     conn = BaseHook.get_connection(conn_id)
     conn_type = conn.conn_type or ""
     if conn_type in PROVIDER_HOOKS:
         module, name = PROVIDER_HOOKS[conn_type]
         hook_class = getattr(importlib.import_module(module), name)
-        return hook_class(**{hook_class.conn_name_attr: conn_id}).warehouse_reader()
+        return hook_class(**{hook_class.conn_name_attr: conn_id}).warehouse_reader(dict(options or {}))
+    if options:
+        raise ValueError(f"connection {conn_id!r} (type {conn_type!r}) takes no warehouse options; "
+                         f"got {sorted(options)}")
     if conn_type == "postgres":
         return _postgres_reader(conn_id)
     if conn_type == "sqlite":

@@ -59,7 +59,7 @@ class IngestionOperator(BaseOperator):
     def execute(self, context: Any) -> list[dict[str, Any]]:
         spec = self.source
         days = self.resolve_days(context)
-        reader = warehouse_reader(spec.warehouse_conn_id)
+        reader = warehouse_reader(spec.warehouse_conn_id, spec.warehouse_options)
         target = delivery_target(spec, self.statsig_conn_id)
         ledger = get_ledger(self.ledger_conn_id)
         self.log.info("ingesting %s (%s) for %s into %s; ledger %s", spec.name, spec.dataset,
