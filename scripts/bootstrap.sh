@@ -16,7 +16,7 @@ fi
 stamp=.venv/.lock-installed
 if [ ! -f "$stamp" ] || ! cmp -s requirements/lock.txt "$stamp"; then
   echo "[bootstrap] installing the locked dependencies (requirements/lock.txt)"
-  "$UV" pip sync --quiet --python .venv/bin/python requirements/lock.txt
+  "$UV" pip sync --quiet --compile-bytecode --python .venv/bin/python requirements/lock.txt
   cp requirements/lock.txt "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"

@@ -2,8 +2,17 @@
 # Start / stop the local services the tests run against. Sourced by test.sh and the benchmarks.
 # Each scripts/services.d/<name>.sh defines start_<name> and stop_<name>; they export the
 # environment variables their tests read (e.g. STATSIG_TEST_PG_DSN).
-SERVICES_DIR="${SERVICES_DIR:-$ROOT/.test-services}"
+# Every invocation gets its own directory and free ports, so two test runs never share (or stop)
+# each other's servers. Shared caches (venvs of the emulators) live in $SERVICES_CACHE.
+SERVICES_CACHE="${SERVICES_CACHE:-$ROOT/.test-services}"
+mkdir -p "$SERVICES_CACHE"
+SERVICES_DIR="${SERVICES_DIR:-$(mktemp -d "$SERVICES_CACHE/run-XXXXXX")}"
 mkdir -p "$SERVICES_DIR"
+[ "$(id -u)" = 0 ] && chmod 755 "$SERVICES_DIR"
+
+free_port() {  # a loopback TCP port nobody listens on right now
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
 SERVICE_NAMES=()
 for _service in "$ROOT"/scripts/services.d/*.sh; do
   # shellcheck source=/dev/null
@@ -19,4 +28,5 @@ start_services() {
 stop_services() {
   local name
   for name in "${SERVICE_NAMES[@]}"; do "stop_$name" || true; done
+  case "$SERVICES_DIR" in "$SERVICES_CACHE"/run-*) rm -rf "$SERVICES_DIR" ;; esac
 }

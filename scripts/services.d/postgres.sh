@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
 # A private PostgreSQL server from Debian's packages on a loopback port (warehouse + ledger tests).
-PG_PORT="${STATSIG_TEST_PG_PORT:-55432}"
 
 _as_postgres() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/bash -c "$*"; else bash -c "$*"; fi; }
 _pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
@@ -17,6 +16,7 @@ apt_install() {  # apt_install <command-or-file-to-check> <packages...>
 
 start_postgres() {
   [ -n "$(_pg_bin)" ] || apt_install /usr/lib/postgresql postgresql
+  PG_PORT="${STATSIG_TEST_PG_PORT:-$(free_port)}"
   local bin data
   bin="$(_pg_bin)"
   data="$SERVICES_DIR/pg/data"

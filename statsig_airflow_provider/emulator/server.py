@@ -3,7 +3,8 @@
 It implements `POST /v1/log_event` as Statsig documents it — server-secret check, gzip bodies,
 the 10 MB request limit (413), payloads validated against Statsig's published OpenAPI spec,
 `202 {"success": true}` — plus `mark_data_ready_dwh` and the start-up calls of Statsig's Python
-SDK. It stores what it accepts and shows it under `/_emulator/*`, and injects faults on request:
+SDK (whose own `statsig::` diagnostics events are accepted beside the schema, as Statsig does, and
+counted apart). It stores what it accepts and shows it under `/_emulator/*`, and injects faults on request:
 429 with Retry-After, 5xx, connection resets, slow answers, and accept-then-time-out.
 """
 
@@ -85,6 +86,8 @@ class Store:
     client_time_headers: int = 0
     gzip_requests: int = 0
     bytes_received: int = 0
+    refusals: list[str] = field(default_factory=list)  # the last few refusal messages
+    internal_events: int = 0  # the SDKs' own `statsig::` events (diagnostics), not counted as events
 
 
 class Emulator:
@@ -125,6 +128,7 @@ class Emulator:
 
     def _refuse(self, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
         self.store.refused[str(status)] += 1
+        self.store.refusals = [*self.store.refusals[-9:], f"{status}: {message}"]
         return web.json_response({"success": False, "message": message}, status=status, headers=headers)
 
     def _decide(self, request: web.Request) -> dict[str, Any] | None:
@@ -188,7 +192,7 @@ class Emulator:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return self._refuse(400, f"body is not JSON: {exc}")
-        errors = list(self.validate.iter_errors(payload))
+        errors = [e for e in self.validate.iter_errors(payload) if not _internal_event_error(payload, e.instance_path)]
         if errors:
             first = errors[0]
             path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.instance_path).lstrip(".")
@@ -204,8 +208,10 @@ class Emulator:
         s = self.store
         s.bodies.append(bytes(raw))
         s.requests += 1
-        s.events += len(events)
-        s.by_event_name.update(e["eventName"] for e in events)
+        internal = sum(1 for e in events if _is_internal(e))
+        s.internal_events += internal
+        s.events += len(events) - internal
+        s.by_event_name.update(e["eventName"] for e in events if not _is_internal(e))
         if request.headers.get("STATSIG-CLIENT-TIME", "").isdigit():
             s.client_time_headers += 1
         if self.data_dir:
@@ -216,7 +222,7 @@ class Emulator:
         path = self.data_dir / "requests.jsonl" if self.data_dir else None
         if path and path.exists():
             for line in path.read_bytes().splitlines():
-                events = orjson.loads(line)["events"]
+                events = [e for e in orjson.loads(line)["events"] if not _is_internal(e)]
                 self.store.bodies.append(line)
                 self.store.requests += 1
                 self.store.events += len(events)
@@ -266,10 +272,10 @@ class Emulator:
     async def stats(self, request: web.Request) -> web.StreamResponse:
         s = self.store
         return web.json_response({
-            "requests": s.requests, "events": s.events, "by_event_name": dict(s.by_event_name),
-            "refused": dict(s.refused), "faults": dict(s.faults), "gzip_requests": s.gzip_requests,
-            "client_time_headers": s.client_time_headers, "bytes_received": s.bytes_received,
-            "mark_data_ready": s.data_ready,
+            "requests": s.requests, "events": s.events, "internal_events": s.internal_events,
+            "by_event_name": dict(s.by_event_name), "refused": dict(s.refused), "last_refusals": s.refusals,
+            "faults": dict(s.faults), "gzip_requests": s.gzip_requests, "client_time_headers": s.client_time_headers,
+            "bytes_received": s.bytes_received, "mark_data_ready": s.data_ready,
         })
 
     async def events(self, request: web.Request) -> web.StreamResponse:
@@ -278,7 +284,8 @@ class Emulator:
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         for body in list(self.store.bodies):
-            lines = [orjson.dumps(e) for e in orjson.loads(body)["events"] if name is None or e["eventName"] == name]
+            lines = [orjson.dumps(e) for e in orjson.loads(body)["events"]
+                     if not _is_internal(e) and (name is None or e["eventName"] == name)]
             if lines:
                 await response.write(b"\n".join(lines) + b"\n")
         await response.write_eof()
@@ -312,6 +319,19 @@ class Emulator:
         if self.data_dir and (self.data_dir / "requests.jsonl").exists():
             (self.data_dir / "requests.jsonl").unlink()
         return web.json_response({"ok": True})
+
+
+def _is_internal(event: Any) -> bool:
+    """Statsig SDKs' own events (`statsig::diagnostics`, exposures) carry structured metadata that
+    the published schema does not describe; Statsig accepts them, so the emulator does too."""
+    return isinstance(event, dict) and str(event.get("eventName", "")).startswith("statsig::")
+
+
+def _internal_event_error(payload: Any, path: list[Any]) -> bool:
+    if len(path) >= 2 and path[0] == "events" and isinstance(path[1], int):
+        events = payload.get("events") if isinstance(payload, dict) else None
+        return isinstance(events, list) and path[1] < len(events) and _is_internal(events[path[1]])
+    return False
 
 
 class _TooLarge(Exception):

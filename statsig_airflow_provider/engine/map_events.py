@@ -159,29 +159,9 @@ class EventMapper:
         present = ~null_mask(raw)
         rows = np.flatnonzero(present).tolist()
         texts = raw.filter(pa.array(present)).to_pylist()
-        out: list[bytes | None] = []
-        not_json: list[int] = []
-        not_object: list[int] = []
         shadowed = set(columns)
         column_null = {key: null_mask(v) for key, v in columns.items()}
-        loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
-        for i, text in zip(rows, texts, strict=True):
-            try:
-                parsed = loads(text)
-            except decode_error:
-                not_json.append(i)
-                out.append(None)
-                continue
-            if type(parsed) is not dict:
-                not_object.append(i)
-                out.append(None)
-                continue
-            obj = {k: v if type(v) is str else dumps(v).decode() for k, v in parsed.items() if v is not None}
-            if shadowed and not shadowed.isdisjoint(obj):
-                for key in shadowed.intersection(obj):
-                    if not column_null[key][i]:
-                        del obj[key]
-            out.append(b"," + dumps(obj)[1:-1] if obj else None)
+        out, not_json, not_object = _unpack_json_objects(rows, texts, shadowed, column_null)
         reasons.flag(_at(not_json, n), "metadata_not_json", column)
         reasons.flag(_at(not_object, n), "metadata_not_object", column)
         members = pa.array(out, pa.binary()).cast(pa.string())
@@ -206,6 +186,34 @@ class EventMapper:
             parts.append(jt.member("metadata", metadata))
         parts.append("},")
         return jt.concat_present(*parts)
+
+
+def _unpack_json_objects(rows: list[int], texts: list[str], shadowed: set[str], column_null: dict[str, np.ndarray],
+                         ) -> tuple[list[bytes | None], list[int], list[int]]:
+    """Per row: `,"k":"v",...` of the JSON object one level deep, or None; plus the rows that were not
+    JSON and those that were JSON but not an object. Row-wise by nature, so kept as lean as possible."""
+    loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
+    out: list[bytes | None] = []
+    not_json: list[int] = []
+    not_object: list[int] = []
+    for i, text in zip(rows, texts, strict=True):
+        try:
+            parsed = loads(text)
+        except decode_error:
+            not_json.append(i)
+            out.append(None)
+            continue
+        if type(parsed) is not dict:
+            not_object.append(i)
+            out.append(None)
+            continue
+        obj = {k: v if type(v) is str else dumps(v).decode() for k, v in parsed.items() if v is not None}
+        if shadowed and not shadowed.isdisjoint(obj):
+            for key in shadowed.intersection(obj):
+                if not column_null[key][i]:
+                    del obj[key]
+        out.append(b"," + dumps(obj)[1:-1] if obj else None)
+    return out, not_json, not_object
 
 
 def _at(indices: list[int], length: int) -> np.ndarray:
