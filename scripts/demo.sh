@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo, end to end on the embedded default: generate a day of sample events in DuckDB, start the
-# local Statsig emulator, run the demo DAG through Airflow (`airflow dags test`), then print what
-# happened and check the emulator holds exactly the valid rows, field by field.
+# local Statsig emulator, run the demo source's generated backfill DAG for that day through Airflow
+# (`airflow dags test`), then print what happened and check the emulator holds exactly the valid
+# rows, field by field.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh"
@@ -24,7 +25,7 @@ for _ in $(seq 100); do [ -s "$DEMO/emulator.url" ] && break; sleep 0.1; done
 URL="$(cat "$DEMO/emulator.url")"
 echo "listening on $URL"
 
-echo "== 3/4 Airflow: airflow dags test statsig_demo (day $DAY)"
+echo "== 3/4 Airflow: airflow dags test statsig__demo_events__backfill (day $DAY)"
 export AIRFLOW_HOME="$DEMO/airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags_examples"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
@@ -33,7 +34,8 @@ export AIRFLOW__STATSIG__REJECTS_DIR="$DEMO/rejects"
 export AIRFLOW_CONN_STATSIG_DEMO="{\"conn_type\": \"statsig\", \"host\": \"$URL\", \"password\": \"$KEY\"}"
 export AIRFLOW_CONN_STATSIG_DEMO_DUCKDB="{\"conn_type\": \"duckdb\", \"host\": \"$DEMO/warehouse.duckdb\"}"
 airflow db migrate > "$DEMO/airflow-migrate.log" 2>&1
-airflow dags test statsig_demo -c "{\"day\": \"$DAY\"}" > "$DEMO/airflow-run.log" 2>&1 || {
+airflow dags test statsig__demo_events__backfill -c "{\"start_date\": \"$DAY\", \"end_date\": \"$DAY\"}" \
+  > "$DEMO/airflow-run.log" 2>&1 || {
   tail -50 "$DEMO/airflow-run.log"; echo "the DAG run failed (full log: $DEMO/airflow-run.log)"; exit 1; }
 echo "run log: $DEMO/airflow-run.log"
 

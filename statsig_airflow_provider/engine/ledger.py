@@ -47,6 +47,9 @@ DAYS = sa.Table(
     sa.Column("message", sa.Text),
     sa.Column("rejects_path", sa.Text),
     sa.Column("last_report", sa.Text),  # the last run's report as JSON (timings, reasons, warnings)
+    sa.Column("presence_count", sa.BigInteger),  # the data-presence check's last count...
+    sa.Column("presence_checks", sa.Integer),  # ...and how many checks in a row saw it unchanged
+    sa.Column("presence_checked_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
@@ -93,6 +96,7 @@ TRIGGERS = sa.Table(
 IN_FLIGHT, DELIVERED, AMBIGUOUS, FAILED = "in_flight", "delivered", "ambiguous", "failed"
 
 # Day states.
+WAITING = "waiting"  # the daily run is waiting for the day's data to be present
 RUNNING = "running"
 INGESTED = "ingested"
 INGESTED_AMBIGUOUS = "ingested_ambiguous"
@@ -141,12 +145,15 @@ class DayRecord:
     message: str | None = None
     rejects_path: str | None = None
     last_report: str | None = None
+    presence_count: int | None = None
+    presence_checks: int | None = None
+    presence_checked_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> DayRecord:
         values = dict(row._mapping)
-        for key in ("first_ingested_at", "last_ingested_at", "updated_at"):
+        for key in ("first_ingested_at", "last_ingested_at", "presence_checked_at", "updated_at"):
             values[key] = _aware(values.get(key))
         return cls(**{f.name: values.get(f.name) for f in fields(cls)})
 
@@ -334,6 +341,25 @@ class Ledger:
                                 .values(**{k: v for k, v in values.items() if k not in ("source", "day")}))
             if updated.rowcount == 0:
                 c.execute(sa.insert(DAYS).values(**values))
+
+    def note_presence(self, source: str, day: dt.date, dataset: str, count: int) -> int:
+        """Record a data-presence count; return how many checks in a row saw this same non-zero count."""
+        now = utcnow()
+        with self.engine.begin() as c:
+            row = c.execute(sa.select(DAYS.c.presence_count, DAYS.c.presence_checks).where(
+                DAYS.c.source == source, DAYS.c.day == day)).first()
+            if count <= 0:
+                checks = 0
+            elif row is not None and row.presence_count == count:
+                checks = (row.presence_checks or 0) + 1
+            else:
+                checks = 1
+            values = dict(presence_count=count, presence_checks=checks, presence_checked_at=now, updated_at=now)
+            if row is None:
+                c.execute(sa.insert(DAYS).values(source=source, day=day, dataset=dataset, status=WAITING, **values))
+            else:
+                c.execute(sa.update(DAYS).where(DAYS.c.source == source, DAYS.c.day == day).values(**values))
+        return checks
 
     # ------------------------------------------------------------------ API triggers
     def last_trigger(self, source: str, dataset: str) -> dt.datetime | None:

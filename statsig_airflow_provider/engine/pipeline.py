@@ -162,7 +162,7 @@ def ingest_day(spec: SourceSpec, day: dt.date | str, reader: WarehouseReader, ta
             report.warnings.append(f"{lease.stale_in_flight} request(s) left in flight by an earlier run that "
                                    "died are now ambiguous")
         try:
-            query = _day_query(spec, window, reader)
+            query = day_query_for(spec, window, reader)
             report.scoping = query.scoping
             report.warehouse_count = _warehouse(spec, window, reader, "count", lambda: reader.count(query.sql))
             opts.log(f"{spec.name} {window.day}: {report.warehouse_count:,} rows in the warehouse "
@@ -202,7 +202,8 @@ def ingest_day(spec: SourceSpec, day: dt.date | str, reader: WarehouseReader, ta
 
 
 # -------------------------------------------------------------------------------------- steps
-def _day_query(spec: SourceSpec, window: DayWindow, reader: WarehouseReader) -> DayQuery:
+def day_query_for(spec: SourceSpec, window: DayWindow, reader: WarehouseReader) -> DayQuery:
+    """The day's query for this warehouse (probing the day column's type when the spec leaves it on auto)."""
     if spec.uses_macros or spec.day.column_type != "auto":
         return day_query(spec, window, reader.dialect)
     schema = _warehouse(spec, window, reader, "schema probe", lambda: reader.schema(spec.sql))

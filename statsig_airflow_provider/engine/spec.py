@@ -84,7 +84,9 @@ class _Fields:
         self.seen.add(key)
         if key not in self.data or self.data[key] is None:
             if required:
-                raise SpecError("is required", field=self._name(key))
+                typo = difflib.get_close_matches(key, [str(k) for k in self.data if k not in self.seen], n=1)
+                hint = f" (found {typo[0]!r}: did you mean {key!r}?)" if typo else ""
+                raise SpecError(f"is required{hint}", field=self._name(key))
             return default
         value = self.data[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -213,7 +215,7 @@ class Schedule:
     minute: int = 0
     timezone: str = "statsig"
     presence_checks: int = 2  # consecutive equal non-zero counts that mean "data is present"
-    presence_interval_minutes: int = 15
+    presence_interval_minutes: float = 15.0
     presence_timeout_hours: float = 12.0
 
 
@@ -404,14 +406,14 @@ def _parse_schedule(s: _Fields) -> Schedule:
         mode=s.choice("mode", SCHEDULE_MODES, "daily"), hour=s.get("hour", int, 10),
         minute=s.get("minute", int, 0), timezone=s.get("timezone", str, "statsig"),
         presence_checks=s.get("presence_checks", int, 2),
-        presence_interval_minutes=s.get("presence_interval_minutes", int, 15),
+        presence_interval_minutes=s.get("presence_interval_minutes", float, 15.0),
         presence_timeout_hours=s.get("presence_timeout_hours", float, 12.0),
     )
     _check_range(schedule.hour, 0, 23, "schedule.hour")
     _check_range(schedule.minute, 0, 59, "schedule.minute")
     _check_range(schedule.presence_checks, 1, 10, "schedule.presence_checks")
-    _check_range(schedule.presence_interval_minutes, 1, 24 * 60, "schedule.presence_interval_minutes")
-    _check_range(schedule.presence_timeout_hours, 0.1, 72, "schedule.presence_timeout_hours")
+    _check_range(schedule.presence_interval_minutes, 0.01, 24 * 60, "schedule.presence_interval_minutes")
+    _check_range(schedule.presence_timeout_hours, 0, 72, "schedule.presence_timeout_hours")
     try:
         resolve_timezone(schedule.timezone)
     except ValueError as exc:

@@ -8,37 +8,42 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from statsig_airflow_provider.assets import source_asset
 from statsig_airflow_provider.engine.columns import MappingError
-from statsig_airflow_provider.engine.days import latest_complete_day, parse_day, resolve_timezone
+from statsig_airflow_provider.engine.days import parse_day
 from statsig_airflow_provider.engine.ledger import DayBusyError
 from statsig_airflow_provider.engine.pipeline import IngestionError, RunOptions, ingest_day
 from statsig_airflow_provider.engine.spec import SourceSpec
 from statsig_airflow_provider.engine.statsig_client import StatsigAuthError, StatsigRejected
 from statsig_airflow_provider.hooks.warehouse import warehouse_reader
 from statsig_airflow_provider.settings import get_ledger, rejects_dir
+from statsig_airflow_provider.sources import resolve_spec, scheduled_day
 from statsig_airflow_provider.targets import delivery_target
 
 
 class IngestionOperator(BaseOperator):
     """Ingest `source` for `days` (YYYY-MM-DD, a list, or comma-separated; templated).
 
+    `source` is a SourceSpec, or a source name found under `specs_path` when the task runs.
     Without days it ingests the latest complete day at the run's time in the source's timezone.
     Days run one after another; each is safe to retry (what was delivered is never sent again).
-    Returns one report per day (counts, reasons, timings) — also what the task logs.
+    Returns one report per day (counts, reasons, timings) — also what the task logs — and, when
+    an AssetAlias is among the task's outlets, adds an event for the source's Asset per landed day.
     """
 
     template_fields: Sequence[str] = ("days", "reason")
     ui_color = "#194bff"
     ui_fgcolor = "#ffffff"
 
-    def __init__(self, *, source: SourceSpec, days: str | list[str] | None = None, reason: str = "manual",
-                 statsig_conn_id: str | None = None, ledger_conn_id: str | None = None,
-                 progress_every_s: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, *, source: SourceSpec | str, days: str | list[str] | None = None, reason: str = "manual",
+                 specs_path: str | None = None, statsig_conn_id: str | None = None,
+                 ledger_conn_id: str | None = None, progress_every_s: float = 10.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.source = source
+        self.specs_path = specs_path
         self.days = days
         self.reason = reason
         self.statsig_conn_id = statsig_conn_id
@@ -46,19 +51,18 @@ class IngestionOperator(BaseOperator):
         self.progress_every_s = progress_every_s
         self._cancel = threading.Event()
 
-    def resolve_days(self, context: Any) -> list[dt.date]:
+    def resolve_days(self, spec: SourceSpec, context: Any) -> list[dt.date]:
         raw = self.days
         if raw in (None, "", "None", []):
-            run_after = context["dag_run"].run_after
-            return [latest_complete_day(run_after, resolve_timezone(self.source.day.timezone))]
+            return [scheduled_day(spec, context)]
         if isinstance(raw, str):
             text = raw.strip()
             raw = json.loads(text) if text.startswith("[") else [p for p in text.split(",") if p.strip()]
         return sorted({parse_day(d) for d in raw})
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        spec = self.source
-        days = self.resolve_days(context)
+        spec = resolve_spec(self.source, self.specs_path)
+        days = self.resolve_days(spec, context)
         reader = warehouse_reader(spec.warehouse_conn_id, spec.warehouse_options)
         target = delivery_target(spec, self.statsig_conn_id)
         ledger = get_ledger(self.ledger_conn_id)
@@ -85,6 +89,7 @@ class IngestionOperator(BaseOperator):
                 continue
             self.log.info("%s", report.summary())
             reports.append(report.to_dict())
+            self._emit_asset_event(spec, report, context)
             if self._cancel.is_set():
                 break
         context["ti"].xcom_push(key="reports", value=reports)
@@ -92,6 +97,15 @@ class IngestionOperator(BaseOperator):
             message = "; ".join(failures)
             raise (AirflowFailException if permanent else AirflowException)(message)
         return reports
+
+    def _emit_asset_event(self, spec: SourceSpec, report: Any, context: Any) -> None:
+        aliases = [o for o in self.outlets if isinstance(o, AssetAlias)]
+        if report.status == "no_data" or not aliases:
+            return
+        context["outlet_events"][aliases[0]].add(source_asset(spec.name), extra={
+            "source": spec.name, "day": report.day, "status": report.status, "reason": report.reason,
+            "delivered": report.delivered, "delivered_total": report.delivered_total, "rejected": report.rejected,
+            "ambiguous_total": report.ambiguous_total})
 
     def on_kill(self) -> None:
         # Stop after the requests in flight: what they deliver is recorded, the rest waits for the next run.

@@ -1,14 +1,15 @@
-"""Real Airflow: the provider registers, the demo DAG runs through `dag.test()`, the key stays out of logs."""
+"""Real Airflow: the provider registers, the demo source's DAG runs through `dag.test()`, the key stays out of
+the logs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 from statsig_airflow_provider import sample_data
+from statsig_airflow_provider.dag_factory import build_dags
 from tests.conftest import DAY, KEY, ROOT, EmulatorProcess
 
 
@@ -17,13 +18,6 @@ def airflow_db() -> None:
     from airflow.utils import db
 
     db.resetdb()
-
-
-def load_dag(path: Path, dag_id: str):
-    spec = importlib.util.spec_from_file_location(f"dagfile_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return next(v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id)
 
 
 def test_provider_registers_connection_types_and_config() -> None:
@@ -59,9 +53,10 @@ def test_demo_dag_runs_in_airflow_and_the_key_never_reaches_the_logs(
                                                                 "password": KEY}))
     monkeypatch.setenv("AIRFLOW_CONN_STATSIG_DEMO_DUCKDB", json.dumps({"conn_type": "duckdb",
                                                                        "host": str(demo_warehouse)}))
+    monkeypatch.delenv("STATSIG_SOURCES_PATH", raising=False)
     caplog.set_level("DEBUG")
-    dag = load_dag(ROOT / "dags_examples" / "statsig_demo.py", "statsig_demo")
-    run = dag.test(run_conf={"day": DAY.isoformat()})
+    dag = build_dags(ROOT / "dags_examples" / "sources")["statsig__demo_events__backfill"]
+    run = dag.test(run_conf={"start_date": DAY.isoformat(), "end_date": DAY.isoformat()})
     assert run.state == "success"
     result = sample_data.compare_events(sample_data.expected_events(demo_warehouse, DAY),
                                         sample_data.stored_events(statsig.events()))
