@@ -189,8 +189,8 @@ def test_trigger_rate_limit_and_backfill(airflow: tuple[Airflow, Path], statsig:
     # D2+1 ingest their latest complete days, D1 and D2; D1 is already in Statsig, so only D2 goes out.
     client.call("PATCH", "/api/v2/dags/statsig__api_src", {"is_paused": False})
     client.call("POST", "/api/v2/backfills", {
-        "dag_id": "statsig__api_src", "from_date": f"{D2}T00:00:00Z", "to_date": f"{D2 + dt.timedelta(days=1)}T23:59:59Z",
-        "reprocess_behavior": "none", "max_active_runs": 1})
+        "dag_id": "statsig__api_src", "from_date": f"{D2}T00:00:00Z",
+        "to_date": f"{D2 + dt.timedelta(days=1)}T23:59:59Z", "reprocess_behavior": "none", "max_active_runs": 1})
     deadline = time.monotonic() + 420
     while True:
         runs = client.call("GET", "/api/v2/dags/statsig__api_src/dagRuns?run_type=backfill")["dag_runs"]
