@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# fakesnow in server mode on a loopback port: the Snowflake stand-in. The real snowflake-connector
+# speaks Snowflake's REST + Arrow protocol to it (over plain HTTP: the connection extra sets
+# protocol=http); a DuckDB engine behind it runs the SQL, translated by sqlglot. fakesnow comes
+# from requirements/lock.txt, so it runs from the project's venv. Databases are in memory and
+# shared by every session; tests create their own database. Exports STATSIG_TEST_FAKESNOW_PORT.
+
+_sf_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_snowflake() {
+  local dir="$SERVICES_DIR/snowflake" pid port bin
+  mkdir -p "$dir"
+  if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null && [ -f "$dir/port" ] \
+      && _sf_port_open "$(cat "$dir/port")"; then
+    export STATSIG_TEST_FAKESNOW_PORT="$(cat "$dir/port")"
+    echo "[services] fakesnow already on 127.0.0.1:$STATSIG_TEST_FAKESNOW_PORT"
+    return 0
+  fi
+  bin="$ROOT/.venv/bin/fakesnow"
+  if [ ! -x "$bin" ]; then
+    echo "[services] $bin not found: fakesnow is in requirements/lock.txt (source scripts/bootstrap.sh)" >&2
+    return 1
+  fi
+  if declare -F free_port >/dev/null; then port="${STATSIG_TEST_FAKESNOW_PORT_WANTED:-$(free_port)}"
+  else port="${STATSIG_TEST_FAKESNOW_PORT_WANTED:-58085}"; fi
+  nohup "$bin" -s --host 127.0.0.1 -p "$port" >"$dir/fakesnow.log" 2>&1 &
+  pid=$!
+  echo "$pid" >"$dir/pid"
+  echo "$port" >"$dir/port"
+  local deadline=$((SECONDS + 60))
+  until _sf_port_open "$port"; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      echo "[services] fakesnow did not start on 127.0.0.1:$port; its log:" >&2
+      tail -20 "$dir/fakesnow.log" >&2
+      kill "$pid" 2>/dev/null || true
+      rm -f "$dir/pid"
+      return 1
+    fi
+    sleep 0.1
+  done
+  export STATSIG_TEST_FAKESNOW_PORT="$port"
+  echo "[services] fakesnow (Snowflake stand-in) on 127.0.0.1:$port"
+}
+
+stop_snowflake() {
+  local dir="$SERVICES_DIR/snowflake" pid
+  [ -f "$dir/pid" ] || return 0
+  pid="$(cat "$dir/pid")"
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$dir/pid"
+}
