@@ -13,6 +13,22 @@ mkdir -p "$SERVICES_DIR"
 free_port() {  # a loopback TCP port nobody listens on right now
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }  # port_open <port>
+
+wait_until_up() {  # wait_until_up <name> <pid> <log> <seconds> <check...>: until the check passes, or fail loudly
+  local name="$1" pid="$2" log="$3" deadline=$((SECONDS + $4))
+  shift 4
+  until "$@" >/dev/null 2>&1; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
+      echo "[services] $name did not come up; its log:" >&2
+      tail -20 "$log" >&2
+      kill "$pid" 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.1
+  done
+}
 SERVICE_NAMES=()
 for _service in "$ROOT"/scripts/services.d/*.sh; do
   # shellcheck source=/dev/null

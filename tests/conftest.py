@@ -96,6 +96,30 @@ def assert_exactly_once(db: Path, statsig: EmulatorProcess, day: dt.date = DAY) 
     return result
 
 
+def ingest_with(spec: object, reader: object, statsig: EmulatorProcess, tmp_path: Path, *,
+                ledger_name: str = "ledger", day: dt.date | str = DAY, batch_rows: int = 5_000):
+    """One day of `spec` read through `reader` into the emulator, with a ledger under tmp_path."""
+    from statsig_airflow_provider.engine.ledger import Ledger
+    from statsig_airflow_provider.engine.pipeline import EventsTarget, RunOptions, ingest_day
+    from statsig_airflow_provider.engine.statsig_client import LogEventClient
+
+    target = EventsTarget(lambda: LogEventClient(KEY, statsig.events_url))
+    ledger = Ledger(f"sqlite:///{tmp_path / (ledger_name + '.sqlite')}")
+    return ingest_day(spec, day, reader, target, ledger,  # type: ignore[arg-type]
+                      RunOptions(rejects_dir=tmp_path / "rejects", log=lambda _m: None, batch_rows=batch_rows))
+
+
+def day_row_count(db: Path, day: dt.date = DAY) -> int:
+    """Rows of the sample table for `day`, counted by DuckDB itself (the oracle for counts)."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM events WHERE ds = ?", [day]).fetchall()[0][0]
+    finally:
+        con.close()
+
+
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
     emu = EmulatorProcess(tmp_path_factory.mktemp("emulator"), [KEY])

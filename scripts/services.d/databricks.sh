@@ -74,17 +74,7 @@ start_databricks() {
     pid=$!
     echo "$pid" >"$dir/pid"
     echo "$url" >"$dir/url"
-    local deadline=$((SECONDS + 60))
-    until _ml_up "$url"; do
-      if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-        echo "[services] minilake did not start on $url; its log:" >&2
-        tail -20 "$dir/minilake.log" >&2
-        kill "$pid" 2>/dev/null || true
-        rm -f "$dir/pid"
-        return 1
-      fi
-      sleep 0.1
-    done
+    wait_until_up "minilake ($url)" "$pid" "$dir/minilake.log" 60 _ml_up "$url" || { rm -f "$dir/pid"; return 1; }
   fi
   warehouse="$(_ml_setup "$url")" || { echo "[services] minilake set-up failed" >&2; return 1; }
   export STATSIG_TEST_MINILAKE_URL="$url"

@@ -19,15 +19,9 @@ start_moto() {
   AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
     nohup "$bin" -H 127.0.0.1 -p "$port" >"$SERVICES_DIR/moto.log" 2>&1 &
   echo $! >"$pidfile"
-  local url="http://127.0.0.1:$port" deadline=$((SECONDS + 30))
-  until python3 -c "import urllib.request, sys; urllib.request.urlopen(sys.argv[1] + '/moto-api/data.json', timeout=1)" "$url" 2>/dev/null; do
-    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-      echo "[services] moto did not start on $url; log:" >&2
-      tail -20 "$SERVICES_DIR/moto.log" >&2
-      return 1
-    fi
-    sleep 0.2
-  done
+  local url="http://127.0.0.1:$port"
+  wait_until_up "moto ($url)" "$(cat "$pidfile")" "$SERVICES_DIR/moto.log" 30 \
+    curl -sf -o /dev/null --max-time 1 "$url/moto-api/data.json"
   export STATSIG_TEST_MOTO_URL="$url"
   echo "[services] moto on $url"
 }

@@ -48,15 +48,8 @@ SQL
   nohup python3 "$ROOT/scripts/services.d/redshift_proxy.py" "$proxy_port" 127.0.0.1 "$pg_port" \
     >"$SERVICES_DIR/redshift_proxy.log" 2>&1 &
   echo $! >"$pidfile"
-  local deadline=$((SECONDS + 15))
-  until python3 -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1).close()" "$proxy_port" 2>/dev/null; do
-    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-      echo "[services] the Redshift start-up proxy did not start on 127.0.0.1:$proxy_port; log:" >&2
-      tail -20 "$SERVICES_DIR/redshift_proxy.log" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
+  wait_until_up "the Redshift start-up proxy (127.0.0.1:$proxy_port)" "$(cat "$pidfile")" \
+    "$SERVICES_DIR/redshift_proxy.log" 15 port_open "$proxy_port"
   export STATSIG_TEST_REDSHIFT_DSN="redshift://$RS_USER:$RS_PASSWORD@127.0.0.1:$proxy_port/$RS_DATABASE"
   echo "[services] Redshift stand-in (PostgreSQL via the start-up proxy) on 127.0.0.1:$proxy_port"
 }

@@ -5,13 +5,12 @@
 # from requirements/lock.txt, so it runs from the project's venv. Databases are in memory and
 # shared by every session; tests create their own database. Exports STATSIG_TEST_FAKESNOW_PORT.
 
-_sf_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 start_snowflake() {
   local dir="$SERVICES_DIR/snowflake" pid port bin
   mkdir -p "$dir"
   if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null && [ -f "$dir/port" ] \
-      && _sf_port_open "$(cat "$dir/port")"; then
+      && port_open "$(cat "$dir/port")"; then
     export STATSIG_TEST_FAKESNOW_PORT="$(cat "$dir/port")"
     echo "[services] fakesnow already on 127.0.0.1:$STATSIG_TEST_FAKESNOW_PORT"
     return 0
@@ -27,17 +26,8 @@ start_snowflake() {
   pid=$!
   echo "$pid" >"$dir/pid"
   echo "$port" >"$dir/port"
-  local deadline=$((SECONDS + 60))
-  until _sf_port_open "$port"; do
-    if ! kill -0 "$pid" 2>/dev/null || [ $SECONDS -ge $deadline ]; then
-      echo "[services] fakesnow did not start on 127.0.0.1:$port; its log:" >&2
-      tail -20 "$dir/fakesnow.log" >&2
-      kill "$pid" 2>/dev/null || true
-      rm -f "$dir/pid"
-      return 1
-    fi
-    sleep 0.1
-  done
+  wait_until_up "fakesnow (127.0.0.1:$port)" "$pid" "$dir/fakesnow.log" 60 port_open "$port" \
+    || { rm -f "$dir/pid"; return 1; }
   export STATSIG_TEST_FAKESNOW_PORT="$port"
   echo "[services] fakesnow (Snowflake stand-in) on 127.0.0.1:$port"
 }

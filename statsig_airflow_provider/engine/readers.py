@@ -142,28 +142,17 @@ class DbApiReader(WarehouseReader):
         return self._description
 
     def read_batches(self, sql: str, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
-        conn = self._connect()
-        try:
-            cursor = conn.cursor(name="statsig_day") if self.server_side else conn.cursor()
-            try:
-                if self.server_side and hasattr(cursor, "itersize"):
-                    cursor.itersize = batch_rows
-                cursor.execute(sql)
-                names = [d[0] for d in cursor.description]
-                types: list[pa.DataType | None] = [None] * len(names)
-                while True:
-                    rows = cursor.fetchmany(batch_rows)
-                    if not rows:
-                        break
-                    yield rows_to_batch(rows, names, types)
-            finally:
-                with contextlib.suppress(Exception):
-                    cursor.close()
-        finally:
-            with contextlib.suppress(Exception):
-                conn.rollback()
-            with contextlib.suppress(Exception):
-                conn.close()
+        with open_cursor(self._connect(), **({"name": "statsig_day"} if self.server_side else {})) as cursor:
+            if self.server_side and hasattr(cursor, "itersize"):
+                cursor.itersize = batch_rows
+            cursor.execute(sql)
+            names = [d[0] for d in cursor.description]
+            types: list[pa.DataType | None] = [None] * len(names)
+            while True:
+                rows = cursor.fetchmany(batch_rows)
+                if not rows:
+                    break
+                yield rows_to_batch(rows, names, types)
 
 
 class AdbcReader(WarehouseReader):
@@ -189,6 +178,24 @@ class AdbcReader(WarehouseReader):
                         if piece.num_rows:
                             yield piece
         finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def open_cursor(conn: Any, **cursor_args: Any) -> Iterator[Any]:
+    """A cursor on a DB-API connection; the cursor and the connection are closed (after a rollback:
+    reads change nothing) however the read ends — an abandoned day must not leak either."""
+    try:
+        cursor = conn.cursor(**cursor_args)
+        try:
+            yield cursor
+        finally:
+            with contextlib.suppress(Exception):
+                cursor.close()
+    finally:
+        with contextlib.suppress(Exception):
+            conn.rollback()
+        with contextlib.suppress(Exception):
             conn.close()
 
 

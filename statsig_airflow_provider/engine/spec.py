@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from statsig_airflow_provider.engine.days import resolve_timezone
+from statsig_airflow_provider.engine.options import did_you_mean
 
 Dataset = Literal["events", "metrics"]
 DATASETS = ("events", "metrics")
@@ -124,9 +125,7 @@ class _Fields:
         unknown = sorted(set(self.data) - self.seen)
         if unknown:
             key = unknown[0]
-            hint = difflib.get_close_matches(key, sorted(self.seen), n=1)
-            suggestion = f" (did you mean {hint[0]!r}?)" if hint else f"; known fields: {', '.join(sorted(self.seen))}"
-            raise SpecError(f"unknown field{suggestion}", field=self._name(key))
+            raise SpecError(f"unknown field{did_you_mean(key, self.seen, 'fields')}", field=self._name(key))
 
 
 def _kind_name(kinds: tuple[type, ...]) -> str:

@@ -22,18 +22,14 @@ from typing import Any
 import pyarrow as pa
 from airflow.providers.amazon.aws.hooks.athena_sql import AthenaSQLHook
 
-from statsig_airflow_provider.engine.days import DayWindow
-from statsig_airflow_provider.engine.readers import DEFAULT_BATCH_ROWS, WarehouseReader, rows_to_batch
+from statsig_airflow_provider.engine.readers import DEFAULT_BATCH_ROWS, rows_to_batch
 from statsig_airflow_provider.engine.sql import count_query, probe_query
 from statsig_airflow_provider.hooks.aws_common import (
     Options,
     S3Access,
+    UnloadReader,
     aws_error_code,
-    cleanup_prefix,
     explain_aws,
-    is_data_object,
-    parquet_batches,
-    run_prefix,
     split_s3_uri,
 )
 
@@ -75,6 +71,10 @@ class AthenaOptions:
     aws_conn_id: str = "aws_default"
     poll_interval_seconds: float = 1.0
 
+    @property
+    def unload_enabled(self) -> bool:
+        return bool(self.unload_s3_uri)
+
     @classmethod
     def parse(cls, options: dict[str, Any] | None, staging_dir: str | None) -> AthenaOptions:
         o = Options(options, "Athena")
@@ -112,26 +112,13 @@ class StatsigAthenaHook(AthenaSQLHook):
         return AthenaReader(hook, parsed)
 
 
-class AthenaReader(WarehouseReader):
+class AthenaReader(UnloadReader):
     """An Athena connection as a stream of Arrow batches; see the module docstring."""
 
     dialect = "athena"
 
-    def __init__(self, hook: AthenaSQLHook, options: AthenaOptions, *, window: DayWindow | None = None) -> None:
-        self.hook = hook
-        self.options = options
-        self.window = window
-        self._counts: dict[str, int] = {}
-        self.last_unload: str | None = None  # the UNLOAD text of the last big read (logs, tests)
-
-    def for_day(self, window: DayWindow) -> AthenaReader:
-        return AthenaReader(self.hook, self.options, window=window)
-
-    def describe(self) -> str:
-        text = f"athena connection {self.hook.athena_conn_id!r}"
-        if self.options.unload_s3_uri:
-            text += f" (UNLOAD from {self.options.unload_threshold_rows:,} rows)"
-        return text
+    def connection_label(self) -> str:
+        return f"athena connection {self.hook.athena_conn_id!r}"
 
     @cached_property
     def s3(self) -> S3Access:
@@ -150,30 +137,19 @@ class AthenaReader(WarehouseReader):
                 conn.close()
 
     # ------------------------------------------------------------------ read interface
-    def count(self, sql: str) -> int:
+    def count_rows(self, sql: str) -> int:
         with self.execute(count_query(sql)) as cursor:
             row = cursor.fetchone()
-        rows = int(row[0]) if row and row[0] is not None else 0
-        self._counts[sql] = rows
-        return rows
+        return int(row[0]) if row and row[0] is not None else 0
 
     def schema(self, sql: str) -> pa.Schema:
         with self.execute(probe_query(sql)) as cursor:
             return pa.schema([(d[0], athena_arrow_type(d[1], d[4], d[5], probe=True))
                               for d in cursor.description or []])
 
-    def uses_unload(self, sql: str) -> bool:
-        """Whether `sql` is read through UNLOAD (counted first; the engine's count is reused)."""
-        if not self.options.unload_s3_uri:
-            return False
-        rows = self._counts.get(sql)
-        if rows is None:
-            rows = self.count(sql)
-        return rows >= self.options.unload_threshold_rows
-
     def read_batches(self, sql: str, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         if self.uses_unload(sql):
-            yield from self._read_unload(sql, batch_rows)
+            yield from self.read_unload(sql, batch_rows)
         else:
             yield from self._read_result(sql, batch_rows)
 
@@ -210,18 +186,12 @@ class AthenaReader(WarehouseReader):
                 for offset in range(0, batch.num_rows, batch_rows):
                     yield batch.slice(offset, batch_rows)
 
-    def _read_unload(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        assert self.options.unload_s3_uri is not None
-        location = run_prefix(self.options.unload_s3_uri, self.window.day if self.window else None)
-        statement = unload_statement(sql, location)
-        self.last_unload = statement
-        with cleanup_prefix(self.s3, location, keep=self.options.keep_unload_files, log=self.hook.log):
-            with self.execute(statement):
-                pass
-            bucket, prefix = split_s3_uri(location)
-            files = [f"{bucket}/{o.key}" for o in self.s3.list(bucket, prefix) if is_data_object(o.key, o.size)]
-            self.hook.log.info("UNLOAD wrote %d file(s) under %s", len(files), location)
-            yield from parquet_batches(self.s3.filesystem, files, batch_rows)
+    def unload_statement(self, sql: str, location: str) -> str:
+        return unload_statement(sql, location)
+
+    def execute_unload(self, statement: str) -> None:
+        with self.execute(statement):
+            pass
 
     # ------------------------------------------------------------------ errors
     def explain(self, exc: BaseException) -> str:

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import difflib
 import functools
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+
+from statsig_airflow_provider.engine.days import DayWindow
+from statsig_airflow_provider.engine.options import OptionReader
+from statsig_airflow_provider.engine.readers import WarehouseReader
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
@@ -31,56 +34,8 @@ IGNORED_PREFIXES = ("_", ".")
 NOT_DATA_SUFFIXES = ("manifest", ".manifest", "-manifest.csv", ".metadata", ".crc", ".json.manifest")
 
 
-class OptionError(ValueError):
-    """A `warehouse.options` entry is missing, unknown or of the wrong kind."""
-
-
-class Options:
-    """Reads a source's `warehouse.options` mapping field by field, with precise errors.
-
-    Unknown keys are errors (with a close-match suggestion), so a typo in a spec fails the first
-    run instead of silently turning a fast path off.
-    """
-
-    def __init__(self, options: Mapping[str, Any] | None, warehouse: str) -> None:
-        self.data = dict(options or {})
-        self.warehouse = warehouse
-        self.seen: set[str] = set()
-
-    def _fail(self, key: str, message: str) -> OptionError:
-        return OptionError(f"{self.warehouse} warehouse.options.{key}: {message}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
-        self.seen.add(key)
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                raise self._fail(key, "is required")
-            return default
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if (bool not in kinds and isinstance(value, bool)) or not isinstance(value, kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            raise self._fail(key, f"must be {names}, got {type(value).__name__} {value!r}")
-        if isinstance(value, str):
-            value = value.strip()
-            if not value:
-                raise self._fail(key, "must not be empty")
-        return value
-
-    def number(self, key: str, kind: type, default: Any, *, minimum: float | None = None) -> Any:
-        value = self.get(key, kind, default)
-        if value is not None and minimum is not None and value < minimum:
-            raise self._fail(key, f"must be at least {minimum}; got {value}")
-        return value
-
-    def choice(self, key: str, choices: Iterable[str], default: str) -> str:
-        choices = tuple(choices)
-        value = self.get(key, str, default)
-        if value not in choices:
-            raise self._fail(key, f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
+class Options(OptionReader):
+    """`warehouse.options` of the AWS warehouses, with S3 URIs checked."""
 
     def s3_uri(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
         value = self.get(key, str, default, required=required)
@@ -88,16 +43,8 @@ class Options:
             try:
                 split_s3_uri(value)
             except ValueError as exc:
-                raise self._fail(key, str(exc)) from None
+                raise self.fail(key, str(exc)) from None
         return value
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.seen)
-        if unknown:
-            key = unknown[0]
-            hint = difflib.get_close_matches(key, sorted(self.seen), n=1)
-            suggestion = f"did you mean {hint[0]!r}?" if hint else f"known options: {', '.join(sorted(self.seen))}"
-            raise self._fail(key, f"unknown option ({suggestion})")
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -337,3 +284,70 @@ def cleanup_prefix(access: S3Access, uri: str, *, keep: bool, log: Any = None) -
             except Exception as exc:  # the read's own outcome matters more than the cleanup's
                 if log is not None:
                     log.warning("could not delete %s: %s", uri, explain_aws(exc) or exc)
+
+
+class UnloadReader(WarehouseReader):
+    """A SQL warehouse that counts the day first and reads days of `unload_threshold_rows` or more
+    through UNLOAD: Parquet in a fresh S3 folder, read back with pyarrow, deleted afterwards (also
+    when the read fails). Subclasses say how to count, how to word and run the UNLOAD, and which
+    S3 access reads it back."""
+
+    def __init__(self, hook: Any, options: Any, *, window: DayWindow | None = None) -> None:
+        self.hook = hook
+        self.options = options
+        self.window = window
+        self._counts: dict[str, int] = {}
+        self.last_unload: str | None = None  # the UNLOAD text of the last big read (logs, tests)
+
+    def for_day(self, window: DayWindow) -> UnloadReader:
+        """A reader for one day: the UNLOAD folder is named after it, and counts are per day."""
+        return type(self)(self.hook, self.options, window=window)
+
+    def connection_label(self) -> str:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        text = self.connection_label()
+        if self.options.unload_enabled:
+            text += f" (UNLOAD from {self.options.unload_threshold_rows:,} rows)"
+        return text
+
+    @property
+    def s3(self) -> S3Access:
+        raise NotImplementedError
+
+    def count(self, sql: str) -> int:
+        rows = self.count_rows(sql)
+        self._counts[sql] = rows
+        return rows
+
+    def count_rows(self, sql: str) -> int:
+        raise NotImplementedError
+
+    def unload_statement(self, sql: str, location: str) -> str:
+        raise NotImplementedError
+
+    def execute_unload(self, statement: str) -> None:
+        raise NotImplementedError
+
+    def uses_unload(self, sql: str) -> bool:
+        """Whether `sql` is read through UNLOAD: UNLOAD is set up and the query (counted first; the
+        engine's count is reused) has at least `unload_threshold_rows` rows."""
+        if not self.options.unload_enabled:
+            return False
+        rows = self._counts.get(sql)
+        if rows is None:
+            rows = self.count(sql)
+        return rows >= self.options.unload_threshold_rows
+
+    def read_unload(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        assert self.options.unload_s3_uri is not None
+        location = run_prefix(self.options.unload_s3_uri, self.window.day if self.window else None)
+        statement = self.unload_statement(sql, location)
+        self.last_unload = statement
+        with cleanup_prefix(self.s3, location, keep=self.options.keep_unload_files, log=self.hook.log):
+            self.execute_unload(statement)
+            bucket, prefix = split_s3_uri(location)
+            files = [f"{bucket}/{o.key}" for o in self.s3.list(bucket, prefix) if is_data_object(o.key, o.size)]
+            self.hook.log.info("UNLOAD wrote %d file(s) under %s", len(files), location)
+            yield from parquet_batches(self.s3.filesystem, files, batch_rows)

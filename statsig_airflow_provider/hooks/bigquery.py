@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import difflib
 import logging
 import queue
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
 
+from statsig_airflow_provider.engine.options import parse_options
 from statsig_airflow_provider.engine.readers import DEFAULT_BATCH_ROWS, WarehouseReader
 from statsig_airflow_provider.engine.sql import count_query, probe_query
 
@@ -59,24 +59,10 @@ class BigQueryOptions:
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> BigQueryOptions:
-        data = dict(options or {})
-        known = {f.name: f for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                hint = difflib.get_close_matches(key, list(known), n=1)
-                raise ValueError(f"unknown BigQuery warehouse option {key!r}"
-                                 + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(known)}"))
-        kinds: dict[str, tuple[type, ...]] = {
+        opts = parse_options(cls, options, "BigQuery", {
             "storage_read": (bool,), "storage_read_min_rows": (int,), "max_stream_count": (int,),
             "query_timeout_seconds": (int, float), "maximum_bytes_billed": (int,), "labels": (dict,),
-        }
-        for key, value in data.items():
-            want = kinds.get(key, (str,))
-            bad_bool = isinstance(value, bool) and bool not in want
-            if value is not None and (bad_bool or not isinstance(value, want)):
-                raise ValueError(f"BigQuery warehouse option {key!r} must be {' or '.join(k.__name__ for k in want)}, "
-                                 f"got {value!r}")
-        opts = cls(**data)
+        })
         if not 1 <= opts.max_stream_count <= 1000:
             raise ValueError(f"max_stream_count must be between 1 and 1000, got {opts.max_stream_count}")
         if opts.storage_read_min_rows < 0 or opts.query_timeout_seconds <= 0:

@@ -23,13 +23,12 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
-import difflib
 import json
 import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -37,7 +36,8 @@ import pyarrow as pa
 from airflow.providers.databricks.exceptions import DatabricksSqlExecutionError, DatabricksSqlExecutionTimeout
 from airflow.providers.databricks.hooks.databricks import SQL_STATEMENTS_ENDPOINT, DatabricksHook
 
-from statsig_airflow_provider.engine.readers import DEFAULT_BATCH_ROWS, WarehouseReader
+from statsig_airflow_provider.engine.options import parse_options
+from statsig_airflow_provider.engine.readers import DEFAULT_BATCH_ROWS, WarehouseReader, open_cursor
 from statsig_airflow_provider.engine.sql import count_query, probe_query
 
 _WAREHOUSE_PATH_RE = re.compile(r"^/?sql/1\.0/(?:warehouses|endpoints)/([A-Za-z0-9_-]+)/?$")
@@ -61,23 +61,8 @@ class DatabricksOptions:
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> DatabricksOptions:
-        data = dict(options or {})
-        known = [f.name for f in fields(cls)]
-        for key in data:
-            if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
-                raise ValueError(f"unknown Databricks warehouse option {key!r}"
-                                 + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(known)}"))
-        kinds: dict[str, tuple[type, ...]] = {"query_timeout_seconds": (int, float), "wait_timeout_seconds": (int,),
-                                              "download_threads": (int,)}
-        for key, value in data.items():
-            want = kinds.get(key, (str,))
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, want):
-                raise ValueError(f"Databricks warehouse option {key!r} must be "
-                                 f"{' or '.join(k.__name__ for k in want)}, got {value!r}")
-        opts = cls(**{k: v for k, v in data.items() if v is not None})
+        opts = parse_options(cls, options, "Databricks", {
+            "query_timeout_seconds": (int, float), "wait_timeout_seconds": (int,), "download_threads": (int,)})
         if opts.api is not None and opts.api not in _APIS:
             raise ValueError(f"Databricks warehouse option 'api' must be one of {', '.join(_APIS)}, got {opts.api!r}")
         if opts.query_timeout_seconds is not None and opts.query_timeout_seconds <= 0:
@@ -349,17 +334,8 @@ class DatabricksConnectorReader(WarehouseReader):
 
         hook = DatabricksSqlHook(databricks_conn_id=self.conn_id, http_path=self.http_path, catalog=self.catalog,
                                  schema=self.schema_name, caller="StatsigIngestion")
-        conn = hook.get_conn()
-        try:
-            cursor = conn.cursor()
-            try:
-                yield cursor
-            finally:
-                with contextlib.suppress(Exception):
-                    cursor.close()
-        finally:
-            with contextlib.suppress(Exception):
-                conn.close()
+        with open_cursor(hook.get_conn()) as cursor:
+            yield cursor
 
     def read_batches(self, sql: str, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         with self._cursor() as cursor:

@@ -23,24 +23,18 @@ from typing import Any
 import pyarrow as pa
 from airflow.providers.amazon.aws.hooks.redshift_sql import RedshiftSQLHook
 
-from statsig_airflow_provider.engine.days import DayWindow
+from statsig_airflow_provider.engine.options import OptionError
 from statsig_airflow_provider.engine.readers import (
     DEFAULT_BATCH_ROWS,
     WarehouseError,
-    WarehouseReader,
     rows_to_batch,
 )
 from statsig_airflow_provider.engine.sql import count_query, probe_query
 from statsig_airflow_provider.hooks.aws_common import (
-    OptionError,
     Options,
     S3Access,
-    cleanup_prefix,
+    UnloadReader,
     explain_aws,
-    is_data_object,
-    parquet_batches,
-    run_prefix,
-    split_s3_uri,
 )
 
 CURSOR_NAME = "statsig_day"
@@ -147,27 +141,13 @@ class StatsigRedshiftHook(RedshiftSQLHook):
         return f"redshift://{auth}{host}:{port}/{database}?sslmode={'require' if ssl else 'disable'}"
 
 
-class RedshiftReader(WarehouseReader):
+class RedshiftReader(UnloadReader):
     """A Redshift connection as a stream of Arrow batches; see the module docstring."""
 
     dialect = "redshift"
 
-    def __init__(self, hook: RedshiftSQLHook, options: RedshiftOptions, *, window: DayWindow | None = None) -> None:
-        self.hook = hook
-        self.options = options
-        self.window = window
-        self._counts: dict[str, int] = {}
-        self.last_unload: str | None = None  # the UNLOAD text of the last big read (logs, tests)
-
-    def for_day(self, window: DayWindow) -> RedshiftReader:
-        """A reader for one day: the UNLOAD folder is named after it, and counts are per day."""
-        return RedshiftReader(self.hook, self.options, window=window)
-
-    def describe(self) -> str:
-        text = f"redshift connection {self.hook.get_conn_id()!r}"
-        if self.options.unload_enabled:
-            text += f" (UNLOAD from {self.options.unload_threshold_rows:,} rows)"
-        return text
+    def connection_label(self) -> str:
+        return f"redshift connection {self.hook.get_conn_id()!r}"
 
     @cached_property
     def s3(self) -> S3Access:
@@ -195,13 +175,11 @@ class RedshiftReader(WarehouseReader):
             cursor.execute(f"SET statement_timeout TO {max(int(self.options.query_timeout_seconds * 1000), 1)}")
 
     # ------------------------------------------------------------------ read interface
-    def count(self, sql: str) -> int:
+    def count_rows(self, sql: str) -> int:
         with self._cursor() as cursor:
             cursor.execute(count_query(sql))
             row = cursor.fetchone()
-        rows = int(row[0]) if row else 0
-        self._counts[sql] = rows
-        return rows
+        return int(row[0]) if row else 0
 
     def schema(self, sql: str) -> pa.Schema:
         with self._cursor() as cursor:
@@ -209,19 +187,9 @@ class RedshiftReader(WarehouseReader):
             cursor.fetchall()
             return pa.schema([(d[0], _description_type(d) or pa.string()) for d in cursor.description])
 
-    def uses_unload(self, sql: str) -> bool:
-        """Whether `sql` is read through UNLOAD: UNLOAD is set up and the query (counted first, the
-        engine's count is reused) has at least `unload_threshold_rows` rows."""
-        if not self.options.unload_enabled:
-            return False
-        rows = self._counts.get(sql)
-        if rows is None:
-            rows = self.count(sql)
-        return rows >= self.options.unload_threshold_rows
-
     def read_batches(self, sql: str, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         if self.uses_unload(sql):
-            yield from self._read_unload(sql, batch_rows)
+            yield from self.read_unload(sql, batch_rows)
         elif self.options.in_band_driver == "connectorx":
             yield from self._read_connectorx(sql, batch_rows)
         else:
@@ -269,18 +237,8 @@ class RedshiftReader(WarehouseReader):
                 yield rows_to_batch(pending, names, types)
             cursor.execute(f"CLOSE {CURSOR_NAME}")
 
-    def _read_unload(self, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """Big days: Redshift writes Parquet to a fresh folder; read it back; delete the folder."""
-        assert self.options.unload_s3_uri is not None
-        location = run_prefix(self.options.unload_s3_uri, self.window.day if self.window else None)
-        statement = unload_statement(sql, location, self.options)
-        self.last_unload = statement
-        with cleanup_prefix(self.s3, location, keep=self.options.keep_unload_files, log=self.hook.log):
-            self.execute_unload(statement)
-            bucket, prefix = split_s3_uri(location)
-            files = [f"{bucket}/{o.key}" for o in self.s3.list(bucket, prefix) if is_data_object(o.key, o.size)]
-            self.hook.log.info("UNLOAD wrote %d file(s) under %s", len(files), location)
-            yield from parquet_batches(self.s3.filesystem, files, batch_rows)
+    def unload_statement(self, sql: str, location: str) -> str:
+        return unload_statement(sql, location, self.options)
 
     def execute_unload(self, statement: str) -> None:
         """Run an UNLOAD on Redshift (the tests replace this: PostgreSQL has no UNLOAD)."""

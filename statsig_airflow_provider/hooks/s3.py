@@ -22,10 +22,10 @@ import pyarrow as pa
 from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
 from statsig_airflow_provider.engine.days import DayWindow
+from statsig_airflow_provider.engine.options import OptionError
 from statsig_airflow_provider.engine.readers import DEFAULT_BATCH_ROWS, WarehouseError, WarehouseReader
 from statsig_airflow_provider.engine.sql import count_query, probe_query
 from statsig_airflow_provider.hooks.aws_common import (
-    OptionError,
     Options,
     S3Access,
     S3Object,

@@ -23,17 +23,17 @@ session_parameters. See docs/warehouses/snowflake.md.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
 from airflow.providers.snowflake.hooks.snowflake import SnowflakeHook
 
-from statsig_airflow_provider.engine.readers import DEFAULT_BATCH_ROWS, WarehouseReader
+from statsig_airflow_provider.engine.options import parse_options
+from statsig_airflow_provider.engine.readers import DEFAULT_BATCH_ROWS, WarehouseReader, open_cursor
 from statsig_airflow_provider.engine.sql import count_query
 
 DEFAULT_QUERY_TAG = "statsig_airflow_provider"
@@ -57,23 +57,9 @@ class SnowflakeOptions:
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> SnowflakeOptions:
-        data = dict(options or {})
-        known = [f.name for f in fields(cls)]
-        for key in data:
-            if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
-                raise ValueError(f"unknown Snowflake warehouse option {key!r}"
-                                 + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(known)}"))
-        kinds: dict[str, type] = {"query_timeout_seconds": int, "prefetch_threads": int, "number_to_decimal": bool,
-                                  "session_parameters": dict}
-        for key, value in data.items():
-            want = kinds.get(key, str)
-            if value is None:
-                continue
-            if (isinstance(value, bool) and want is not bool) or not isinstance(value, want):
-                raise ValueError(f"Snowflake warehouse option {key!r} must be {want.__name__}, got {value!r}")
-        data = {k: v for k, v in data.items() if v is not None}
-        opts = cls(**data)
+        opts = parse_options(cls, options, "Snowflake", {
+            "query_timeout_seconds": (int,), "prefetch_threads": (int,), "number_to_decimal": (bool,),
+            "session_parameters": (dict,)})
         if opts.query_timeout_seconds is not None and opts.query_timeout_seconds <= 0:
             raise ValueError(f"query_timeout_seconds must be positive, got {opts.query_timeout_seconds}")
         if not 1 <= opts.prefetch_threads <= 32:
@@ -164,17 +150,8 @@ class SnowflakeReader(WarehouseReader):
 
     @contextlib.contextmanager
     def _cursor(self) -> Iterator[Any]:
-        conn = self._connect()
-        try:
-            cursor = conn.cursor()
-            try:
-                yield cursor
-            finally:
-                with contextlib.suppress(Exception):
-                    cursor.close()
-        finally:
-            with contextlib.suppress(Exception):
-                conn.close()
+        with open_cursor(self._connect()) as cursor:
+            yield cursor
 
     def _execute(self, cursor: Any, sql: str) -> None:
         # The connector's timeout covers queueing and running, and cancels the query server-side.

@@ -23,18 +23,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import decimal
-import difflib
 import re
 import struct
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 from airflow.providers.odbc.hooks.odbc import OdbcHook
 
-from statsig_airflow_provider.engine.readers import DEFAULT_BATCH_ROWS, WarehouseReader, rows_to_batch
+from statsig_airflow_provider.engine.options import OptionError, parse_options
+from statsig_airflow_provider.engine.readers import DEFAULT_BATCH_ROWS, WarehouseReader, open_cursor, rows_to_batch
 from statsig_airflow_provider.engine.sql import probe_query
 
 DEFAULT_DRIVER = "ODBC Driver 18 for SQL Server"
@@ -53,18 +53,12 @@ class SynapseOptions:
 
     @classmethod
     def from_dict(cls, options: Mapping[str, Any] | None) -> SynapseOptions:
-        data = dict(options or {})
-        known = [f.name for f in fields(cls)]
-        for key, value in data.items():
-            if key not in known:
-                hint = difflib.get_close_matches(key, known, n=1)
-                raise ValueError(f"unknown Synapse warehouse option {key!r}"
-                                 + (f" (did you mean {hint[0]!r}?)" if hint else f"; known: {', '.join(known)}"))
-            want: type = str if key == "driver" else int
-            if isinstance(value, bool) or not isinstance(value, want) or (want is int and value < 0):
-                raise ValueError(f"Synapse warehouse option {key!r} must be "
-                                 f"{'a string' if want is str else 'an integer >= 0'}, got {value!r}")
-        return cls(**data)
+        for key in ("login_timeout_seconds", "query_timeout_seconds"):
+            value = (options or {}).get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise OptionError(f"Synapse warehouse option {key!r} must be an integer >= 0, got {value!r}")
+        return parse_options(cls, options, "Synapse",
+                             {"login_timeout_seconds": (int,), "query_timeout_seconds": (int,)})
 
 
 def odbc_value(value: object) -> str:
@@ -184,18 +178,9 @@ class SynapseReader(WarehouseReader):
 
     @contextlib.contextmanager
     def _cursor(self, sql: str) -> Iterator[Any]:
-        conn = self._connect()
-        try:
-            cursor = conn.cursor()
-            try:
-                cursor.execute(sql)
-                yield cursor
-            finally:
-                with contextlib.suppress(Exception):
-                    cursor.close()
-        finally:
-            with contextlib.suppress(Exception):
-                conn.close()
+        with open_cursor(self._connect()) as cursor:
+            cursor.execute(sql)
+            yield cursor
 
     def read_batches(self, sql: str, batch_rows: int = DEFAULT_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
         with self._cursor(sql) as cursor:

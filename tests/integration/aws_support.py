@@ -20,12 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from statsig_airflow_provider.engine.days import DayWindow, resolve_timezone
-from statsig_airflow_provider.engine.ledger import Ledger
-from statsig_airflow_provider.engine.pipeline import DayReport, EventsTarget, RunOptions, ingest_day
+from statsig_airflow_provider.engine.pipeline import DayReport
 from statsig_airflow_provider.engine.readers import WarehouseReader
 from statsig_airflow_provider.engine.spec import SourceSpec
-from statsig_airflow_provider.engine.statsig_client import LogEventClient
-from tests.conftest import DAY, KEY, EmulatorProcess, require_service
+from tests.conftest import DAY, EmulatorProcess, ingest_with, require_service
 from tests.integration.test_pipeline import SPEC_DICT
 
 REGION = "us-east-1"
@@ -92,11 +90,7 @@ def demo_table(db: Path, where: str = "TRUE") -> pa.Table:
 def ingest(spec_dict: dict[str, Any], reader: WarehouseReader, statsig: EmulatorProcess, tmp_path: Path,
            ledger_name: str = "ledger", day: dt.date | str = DAY) -> DayReport:
     """One day of a source spec through the engine into the emulator."""
-    spec = SourceSpec.from_dict(spec_dict)
-    target = EventsTarget(lambda: LogEventClient(KEY, statsig.events_url))
-    ledger = Ledger(f"sqlite:///{tmp_path / (ledger_name + '.sqlite')}")
-    return ingest_day(spec, day, reader, target, ledger,
-                      RunOptions(rejects_dir=tmp_path / "rejects", log=lambda _m: None, batch_rows=5_000))
+    return ingest_with(SourceSpec.from_dict(spec_dict), reader, statsig, tmp_path, ledger_name=ledger_name, day=day)
 
 
 def spec_with(sql: str, conn_id: str, options: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:

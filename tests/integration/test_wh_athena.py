@@ -28,11 +28,11 @@ import requests
 
 from statsig_airflow_provider.engine import ledger as L
 from statsig_airflow_provider.engine.days import DayWindow
+from statsig_airflow_provider.engine.options import OptionError
 from statsig_airflow_provider.engine.pipeline import IngestionError
 from statsig_airflow_provider.engine.spec import load_spec
 from statsig_airflow_provider.engine.sql import day_query, render_macros, transpile
 from statsig_airflow_provider.hooks.athena import AthenaOptions, AthenaReader, explain_athena, unload_statement
-from statsig_airflow_provider.hooks.aws_common import OptionError
 from statsig_airflow_provider.hooks.warehouse import warehouse_reader
 from tests.conftest import DAY, ROOT, EmulatorProcess, assert_exactly_once
 from tests.integration.aws_support import (

@@ -38,13 +38,11 @@ import pytest
 
 from statsig_airflow_provider.engine import ledger as L
 from statsig_airflow_provider.engine.days import DayWindow
-from statsig_airflow_provider.engine.ledger import Ledger
-from statsig_airflow_provider.engine.pipeline import EventsTarget, IngestionError, RunOptions, ingest_day
+from statsig_airflow_provider.engine.pipeline import IngestionError
 from statsig_airflow_provider.engine.spec import SourceSpec, load_spec
 from statsig_airflow_provider.engine.sql import day_query
-from statsig_airflow_provider.engine.statsig_client import LogEventClient
 from statsig_airflow_provider.hooks.warehouse import warehouse_reader
-from tests.conftest import DAY, KEY, ROOT, EmulatorProcess, assert_exactly_once, require_service
+from tests.conftest import DAY, ROOT, EmulatorProcess, assert_exactly_once, ingest_with, require_service
 
 EXAMPLE = ROOT / "dags_examples" / "sources" / "warehouses" / "bigquery_events.yaml"
 BQ_SCHEMA = [("ds", "DATE"), ("ts", "INT64"), ("event_name", "STRING"), ("user_id", "INT64"),
@@ -124,10 +122,7 @@ def example_spec(**options: Any) -> SourceSpec:
 
 
 def ingest(spec: SourceSpec, reader: Any, statsig: EmulatorProcess, tmp_path: Path, name: str = "ledger"):
-    target = EventsTarget(lambda: LogEventClient(KEY, statsig.events_url))
-    ledger = Ledger(f"sqlite:///{tmp_path / f'{name}.sqlite'}")
-    return ingest_day(spec, DAY, reader, target, ledger,
-                      RunOptions(rejects_dir=tmp_path / "rejects", log=lambda _m: None, batch_rows=5_000))
+    return ingest_with(spec, reader, statsig, tmp_path, ledger_name=name, batch_rows=5_000)
 
 
 # --------------------------------------------------------------------------------- end to end

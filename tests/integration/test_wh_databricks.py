@@ -41,11 +41,9 @@ import pytest
 
 from statsig_airflow_provider.engine import ledger as L
 from statsig_airflow_provider.engine.days import DayWindow
-from statsig_airflow_provider.engine.ledger import Ledger
-from statsig_airflow_provider.engine.pipeline import EventsTarget, IngestionError, RunOptions, ingest_day
+from statsig_airflow_provider.engine.pipeline import IngestionError, day_query_for
 from statsig_airflow_provider.engine.spec import SourceSpec, load_spec
-from statsig_airflow_provider.engine.sql import day_query, transpile
-from statsig_airflow_provider.engine.statsig_client import LogEventClient
+from statsig_airflow_provider.engine.sql import transpile
 from statsig_airflow_provider.hooks.databricks import (
     DatabricksConnectorReader,
     DatabricksOptions,
@@ -58,7 +56,15 @@ from statsig_airflow_provider.hooks.databricks import (
     warehouse_id_from_http_path,
 )
 from statsig_airflow_provider.hooks.warehouse import warehouse_reader
-from tests.conftest import DAY, KEY, ROOT, EmulatorProcess, assert_exactly_once, require_service
+from tests.conftest import (
+    DAY,
+    ROOT,
+    EmulatorProcess,
+    assert_exactly_once,
+    day_row_count,
+    ingest_with,
+    require_service,
+)
 
 EXAMPLE = ROOT / "dags_examples" / "sources" / "warehouses" / "databricks_events.yaml"
 TOKEN = "dapi-test-token-0123456789"  # minilake checks none; long enough for Airflow's secret masking
@@ -152,18 +158,7 @@ def example_spec(**changes: object) -> SourceSpec:
 
 def ingest(spec: SourceSpec, statsig: EmulatorProcess, tmp_path: Path):
     reader = warehouse_reader(spec.warehouse_conn_id, spec.warehouse_options)
-    target = EventsTarget(lambda: LogEventClient(KEY, statsig.events_url))
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
-    return ingest_day(spec, DAY, reader, target, ledger,
-                      RunOptions(rejects_dir=tmp_path / "rejects", log=lambda _m: None, batch_rows=5_000))
-
-
-def _oracle_count(db: Path) -> int:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT count(*) FROM events WHERE ds = ?", [DAY]).fetchone()[0]
-    finally:
-        con.close()
+    return ingest_with(spec, reader, statsig, tmp_path)
 
 
 # ------------------------------------------------------------------------------ against minilake
@@ -176,7 +171,7 @@ def test_example_source_lands_exactly_once(dbx_conn: str, dbx_tables: Minilake, 
     assert TOKEN not in reader.describe()
     report = ingest(spec, statsig, tmp_path)
     assert report.status == L.INGESTED, report.summary()
-    assert report.warehouse_count == report.rows_read == _oracle_count(demo_warehouse)
+    assert report.warehouse_count == report.rows_read == day_row_count(demo_warehouse)
     result = assert_exactly_once(demo_warehouse, statsig)
     assert report.delivered == result["expected"] and report.rejected == report.rows_read - result["expected"]
 
@@ -212,7 +207,7 @@ def test_chunks_are_followed_bounded_and_fetched_without_auth(dbx_conn: str, mon
 def test_count_and_schema(dbx_conn: str, demo_warehouse: Path) -> None:
     reader = warehouse_reader(dbx_conn, LAKE)
     sql = "SELECT * FROM events WHERE ds = CAST('2026-11-30' AS DATE)"
-    assert reader.count(sql) == _oracle_count(demo_warehouse)
+    assert reader.count(sql) == day_row_count(demo_warehouse)
     schema = reader.schema(sql)  # from the manifest of a zero-row probe
     assert (schema.field("ts").type, schema.field("ds").type, schema.field("value").type,
             schema.field("props").type) == (pa.int64(), pa.date32(), pa.float64(), pa.string())
@@ -245,12 +240,7 @@ def test_day_rendering_selects_exactly_the_day(dbx_conn: str, sql: str, day: dic
                                              "ids": {"userID": "u"}}, "day": day})
     reader = warehouse_reader(dbx_conn, spec.warehouse_options)
     window = DayWindow.of(RENDER_DAY, spec.day.timezone)
-    if spec.uses_macros or spec.day.column_type != "auto":
-        query = day_query(spec, window, reader.dialect)
-    else:  # the pipeline probes the type of the day column to pick the filter
-        schema = reader.schema(spec.sql)
-        query = day_query(spec, window, reader.dialect, column=spec.day_column,
-                          column_arrow_type=schema.field(spec.day_column).type)
+    query = day_query_for(spec, window, reader)  # as the pipeline scopes it (probing the day column's type)
     names = sorted(r for b in reader.read_batches(query.sql) for r in b.column("n").to_pylist())
     assert names == sorted(expected), query.sql
     assert reader.count(query.sql) == len(expected)

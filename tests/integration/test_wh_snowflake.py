@@ -34,11 +34,8 @@ import pytest
 
 from statsig_airflow_provider.engine import ledger as L
 from statsig_airflow_provider.engine.days import DayWindow
-from statsig_airflow_provider.engine.ledger import Ledger
-from statsig_airflow_provider.engine.pipeline import EventsTarget, IngestionError, RunOptions, ingest_day
+from statsig_airflow_provider.engine.pipeline import IngestionError, day_query_for
 from statsig_airflow_provider.engine.spec import SourceSpec, load_spec
-from statsig_airflow_provider.engine.sql import day_query
-from statsig_airflow_provider.engine.statsig_client import LogEventClient
 from statsig_airflow_provider.hooks.snowflake import (
     SnowflakeOptions,
     SnowflakeReader,
@@ -47,7 +44,15 @@ from statsig_airflow_provider.hooks.snowflake import (
     snowflake_arrow_type,
 )
 from statsig_airflow_provider.hooks.warehouse import warehouse_reader
-from tests.conftest import DAY, KEY, ROOT, EmulatorProcess, assert_exactly_once, require_service
+from tests.conftest import (
+    DAY,
+    ROOT,
+    EmulatorProcess,
+    assert_exactly_once,
+    day_row_count,
+    ingest_with,
+    require_service,
+)
 
 EXAMPLE = ROOT / "dags_examples" / "sources" / "warehouses" / "snowflake_events.yaml"
 PASSWORD = "sf-test-password-0123"  # fakesnow accepts anything; long enough for Airflow's secret masking
@@ -118,18 +123,7 @@ def example_spec(**changes: object) -> SourceSpec:
 
 def ingest(spec: SourceSpec, statsig: EmulatorProcess, tmp_path: Path):
     reader = warehouse_reader(spec.warehouse_conn_id, spec.warehouse_options)
-    target = EventsTarget(lambda: LogEventClient(KEY, statsig.events_url))
-    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
-    return ingest_day(spec, DAY, reader, target, ledger,
-                      RunOptions(rejects_dir=tmp_path / "rejects", log=lambda _m: None, batch_rows=5_000))
-
-
-def _oracle_count(db: Path) -> int:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute("SELECT count(*) FROM events WHERE ds = ?", [DAY]).fetchone()[0]
-    finally:
-        con.close()
+    return ingest_with(spec, reader, statsig, tmp_path)
 
 
 # ------------------------------------------------------------------------------ against fakesnow
@@ -141,7 +135,7 @@ def test_example_source_lands_exactly_once(sf_conn: str, demo_warehouse: Path, s
     assert "fakesnow" in reader.describe() and PASSWORD not in reader.describe()
     report = ingest(spec, statsig, tmp_path)
     assert report.status == L.INGESTED, report.summary()
-    assert report.warehouse_count == report.rows_read == _oracle_count(demo_warehouse)
+    assert report.warehouse_count == report.rows_read == day_row_count(demo_warehouse)
     result = assert_exactly_once(demo_warehouse, statsig)
     assert report.delivered == result["expected"] and report.rejected == report.rows_read - result["expected"]
 
@@ -150,7 +144,7 @@ def test_batches_are_bounded_and_count_matches(sf_conn: str, demo_warehouse: Pat
     reader = warehouse_reader(sf_conn, {"query_timeout_seconds": 60})
     sql = "SELECT * FROM analytics.public.events WHERE ds = CAST('2026-11-30' AS DATE)"
     sizes = [b.num_rows for b in reader.read_batches(sql, 3_000)]
-    assert max(sizes) <= 3_000 and sum(sizes) == _oracle_count(demo_warehouse)
+    assert max(sizes) <= 3_000 and sum(sizes) == day_row_count(demo_warehouse)
     assert reader.count(sql) == sum(sizes)
     schema = reader.schema(sql)  # describe-only: the types the Arrow batches will have
     types = {f.name.lower(): f.type for f in schema}
@@ -195,12 +189,7 @@ def test_day_rendering_selects_exactly_the_day(sf_conn: str, sql: str, day: dict
                                              "ids": {"userID": "u"}}, "day": day})
     reader = warehouse_reader(sf_conn)
     window = DayWindow.of(RENDER_DAY, spec.day.timezone)
-    if spec.uses_macros:
-        query = day_query(spec, window, reader.dialect)
-    else:  # the pipeline probes the type of the day column (upper-cased by Snowflake) to pick the filter
-        schema = reader.schema(spec.sql)
-        column = spec.day_column.upper()
-        query = day_query(spec, window, reader.dialect, column=column, column_arrow_type=schema.field(column).type)
+    query = day_query_for(spec, window, reader)  # as the pipeline scopes it (probing the day column's type)
     names = sorted(r for b in reader.read_batches(query.sql) for r in b.column("N").to_pylist())
     assert names == sorted(expected), query.sql
     assert reader.count(query.sql) == len(expected)

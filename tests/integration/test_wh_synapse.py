@@ -42,13 +42,11 @@ import pytest
 
 from statsig_airflow_provider.engine import ledger as L
 from statsig_airflow_provider.engine.days import DayWindow
-from statsig_airflow_provider.engine.ledger import Ledger
-from statsig_airflow_provider.engine.pipeline import EventsTarget, IngestionError, RunOptions, ingest_day
+from statsig_airflow_provider.engine.pipeline import IngestionError
 from statsig_airflow_provider.engine.spec import SourceSpec, load_spec
 from statsig_airflow_provider.engine.sql import day_query, transpile
-from statsig_airflow_provider.engine.statsig_client import LogEventClient
 from statsig_airflow_provider.hooks.warehouse import warehouse_reader
-from tests.conftest import DAY, IN_CI, KEY, ROOT, EmulatorProcess, assert_exactly_once, require_service
+from tests.conftest import DAY, IN_CI, ROOT, EmulatorProcess, assert_exactly_once, ingest_with, require_service
 
 try:
     import pyodbc
@@ -163,9 +161,7 @@ def events_server(demo_warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> Fake
 
 
 def ingest(spec: SourceSpec, reader: Any, statsig: EmulatorProcess, tmp_path: Path, name: str = "ledger"):
-    target = EventsTarget(lambda: LogEventClient(KEY, statsig.events_url))
-    return ingest_day(spec, DAY, reader, target, Ledger(f"sqlite:///{tmp_path / f'{name}.sqlite'}"),
-                      RunOptions(rejects_dir=tmp_path / "rejects", log=lambda _m: None, batch_rows=4_000))
+    return ingest_with(spec, reader, statsig, tmp_path, ledger_name=name, batch_rows=4_000)
 
 
 # ------------------------------------------------------------------------------ end to end (mocked)
