@@ -192,7 +192,8 @@ class Emulator:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return self._refuse(400, f"body is not JSON: {exc}")
-        errors = [e for e in self.validate.iter_errors(payload) if not _internal_event_error(payload, e.instance_path)]
+        errors = [] if self.validate.is_valid(payload) else [
+            e for e in self.validate.iter_errors(payload) if not _internal_event_error(payload, e.instance_path)]
         if errors:
             first = errors[0]
             path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.instance_path).lstrip(".")
@@ -208,10 +209,11 @@ class Emulator:
         s = self.store
         s.bodies.append(bytes(raw))
         s.requests += 1
-        internal = sum(1 for e in events if _is_internal(e))
-        s.internal_events += internal
-        s.events += len(events) - internal
-        s.by_event_name.update(e["eventName"] for e in events if not _is_internal(e))
+        names = Counter(e["eventName"] for e in events)
+        for name in [n for n in names if n.startswith("statsig::")]:
+            s.internal_events += names.pop(name)
+        s.events += sum(names.values())
+        s.by_event_name.update(names)
         if request.headers.get("STATSIG-CLIENT-TIME", "").isdigit():
             s.client_time_headers += 1
         if self.data_dir:

@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,6 +117,9 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.timezone.utc)
 
 
+RECHECK_AFTER_S = 1.0
+
+
 class DayBusyError(RuntimeError):
     """Another live worker holds this source × day."""
 
@@ -171,6 +175,7 @@ class Lease:
     stale_in_flight: int = 0  # requests a dead owner left in flight (now ambiguous)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _renewed_at: float = field(default_factory=time.monotonic)
     lost: bool = False
 
     def start_heartbeat(self) -> None:
@@ -198,6 +203,7 @@ class Lease:
         if rows != 1:
             self.lost = True
             raise LeaseLostError(f"lost the lease on {self.source} {self.day}: another worker took over")
+        self._renewed_at = time.monotonic()
 
     def release(self) -> None:
         self._stop.set()
@@ -209,10 +215,13 @@ class Lease:
 
     # Manifest writes go through the lease, so a worker that lost it cannot record deliveries
     # on top of another's. Each write is its own committed transaction: durable before we go on.
+    # The lease is re-checked before a request unless it was renewed within the last second: losing
+    # it takes a stall of its whole ttl, so a stalled worker always checks again before sending.
     def manifest_begin(self, seq: int, fps: np.ndarray) -> int:
         now = utcnow()
         with self.ledger.engine.begin() as c:
-            self.renew(c)
+            if time.monotonic() - self._renewed_at > RECHECK_AFTER_S:
+                self.renew(c)
             result = c.execute(sa.insert(MANIFEST).values(
                 source=self.source, day=self.day, run_id=self.run_id, lease_token=self.token, seq=seq,
                 status=IN_FLIGHT, row_count=len(fps), fingerprints=to_blob(fps), created_at=now, updated_at=now))

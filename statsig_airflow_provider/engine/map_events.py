@@ -157,15 +157,38 @@ class EventMapper:
         raw = to_strings(batch.column(column), what=f"metadata_json column {column!r}")
         n = len(raw)
         present = ~null_mask(raw)
-        rows = np.flatnonzero(present).tolist()
-        texts = raw.filter(pa.array(present)).to_pylist()
-        shadowed = set(columns)
+        rows = np.flatnonzero(present)
+        texts = raw.filter(pa.array(present))
+        # Metadata JSON often repeats (a platform, a plan, an experiment arm): unpack each distinct
+        # text once and spread the results, instead of parsing the same text row after row.
+        uniques = pc.unique(texts)
+        repeated = 2 * len(uniques) <= len(texts)
+        unpacked = _unpack_json_objects((uniques if repeated else texts).to_pylist(), set(columns))
+        position = (np.asarray(pc.index_in(texts, uniques).to_numpy(zero_copy_only=False)) if repeated
+                    else np.arange(len(texts)))
+        members = pa.array(unpacked.members, pa.binary()).take(pa.array(position))
+        for kind, found in (("metadata_not_json", unpacked.not_json), ("metadata_not_object", unpacked.not_object)):
+            reasons.flag(_at(rows[np.isin(position, found)], n), kind, column)
+        if unpacked.shadowing:  # a JSON key also mapped as a column: the column wins where it has a value
+            members = self._resolve_shadowing(members, texts, np.flatnonzero(np.isin(position, unpacked.shadowing)),
+                                              rows, columns)
+        return pc.replace_with_mask(pa.nulls(n, pa.string()), pa.array(present), members.cast(pa.string()))
+
+    @staticmethod
+    def _resolve_shadowing(members: pa.Array, texts: pa.Array, which: np.ndarray, rows: np.ndarray,
+                           columns: dict[str, pa.Array]) -> pa.Array:
+        """Re-unpack the few rows whose JSON repeats a metadata column's key, row by row."""
         column_null = {key: null_mask(v) for key, v in columns.items()}
-        out, not_json, not_object = _unpack_json_objects(rows, texts, shadowed, column_null)
-        reasons.flag(_at(not_json, n), "metadata_not_json", column)
-        reasons.flag(_at(not_object, n), "metadata_not_object", column)
-        members = pa.array(out, pa.binary()).cast(pa.string())
-        return pc.replace_with_mask(pa.nulls(n, pa.string()), pa.array(present), members)
+        fixed = []
+        for i in which.tolist():
+            obj = _json_object(texts[i].as_py())
+            for key in set(columns).intersection(obj):
+                if not column_null[key][rows[i]]:
+                    del obj[key]
+            fixed.append(b"," + orjson.dumps(obj)[1:-1] if obj else None)
+        mask = np.zeros(len(members), dtype=bool)
+        mask[which] = True
+        return pc.replace_with_mask(members, pa.array(mask), pa.array(fixed, pa.binary()))
 
     def _rows(self, name: pa.Array, time_text: pa.Array, ids: dict[str, pa.Array],
               value_json: pa.Array | None, metadata: pa.Array | None) -> pa.Array:
@@ -188,32 +211,41 @@ class EventMapper:
         return jt.concat_present(*parts)
 
 
-def _unpack_json_objects(rows: list[int], texts: list[str], shadowed: set[str], column_null: dict[str, np.ndarray],
-                         ) -> tuple[list[bytes | None], list[int], list[int]]:
-    """Per row: `,"k":"v",...` of the JSON object one level deep, or None; plus the rows that were not
-    JSON and those that were JSON but not an object. Row-wise by nature, so kept as lean as possible."""
+@dataclass
+class _Unpacked:
+    members: list[bytes | None]  # per text: `,"k":"v",...`, or None
+    not_json: list[int]
+    not_object: list[int]
+    shadowing: list[int]  # texts with a key that is also mapped as a metadata column
+
+
+def _json_object(text: str) -> dict[str, str]:
+    """One level deep: nested values become their JSON text, nulls are dropped."""
+    dumps = orjson.dumps
+    return {k: v if type(v) is str else dumps(v).decode() for k, v in orjson.loads(text).items() if v is not None}
+
+
+def _unpack_json_objects(texts: list[str], shadowed: set[str]) -> _Unpacked:
+    """Unpack each JSON text. Row-wise by nature, so kept as lean as possible."""
     loads, dumps, decode_error = orjson.loads, orjson.dumps, orjson.JSONDecodeError
-    out: list[bytes | None] = []
-    not_json: list[int] = []
-    not_object: list[int] = []
-    for i, text in zip(rows, texts, strict=True):
+    result = _Unpacked([], [], [], [])
+    out = result.members
+    for i, text in enumerate(texts):
         try:
             parsed = loads(text)
         except decode_error:
-            not_json.append(i)
+            result.not_json.append(i)
             out.append(None)
             continue
         if type(parsed) is not dict:
-            not_object.append(i)
+            result.not_object.append(i)
             out.append(None)
             continue
         obj = {k: v if type(v) is str else dumps(v).decode() for k, v in parsed.items() if v is not None}
         if shadowed and not shadowed.isdisjoint(obj):
-            for key in shadowed.intersection(obj):
-                if not column_null[key][i]:
-                    del obj[key]
+            result.shadowing.append(i)
         out.append(b"," + dumps(obj)[1:-1] if obj else None)
-    return out, not_json, not_object
+    return result
 
 
 def _at(indices: list[int], length: int) -> np.ndarray:

@@ -9,7 +9,8 @@ Prints, for one day of N sample events (1 M by default) in DuckDB:
   - sdk: a naive loop over the `statsig` Python SDK's `log_event` posting to the same emulator,
     rows/s counted on the events that arrived (the SDK drops what its queues cannot hold);
   - memory: the pipeline's peak RSS for N and for 5 N rows.
-Every measurement runs in a fresh process; the emulator runs in its own process too, as Statsig
+The pipeline and the limit run --repeat times (3) and the best run counts. Every measurement
+runs in a fresh process; the emulator runs in its own process too, as Statsig
 would not share our CPU — but on this 2-core machine it does, so its work slows the pipeline.
 
     source scripts/bootstrap.sh && python -m tests.benchmarks.bench_pipeline [--rows 1000000]
@@ -92,6 +93,7 @@ def child_limit(db: str) -> dict:
     mapper = EventMapper(spec, DayWindow.of(DAY, "statsig"))
     builder = RequestBuilder(spec.delivery.max_events_per_request, spec.delivery.max_body_bytes)
     rows = compressed = raw = 0
+    distinct_props = len(set().union(*(b.column("props").unique().to_pylist() for b in batches)))
     started = time.perf_counter()
     for batch in batches:
         mapped = mapper.map(batch)
@@ -104,7 +106,8 @@ def child_limit(db: str) -> dict:
         raw += len(tail.body)
         compressed += len(gzip_body(tail.body, spec.delivery.gzip_level))
     elapsed = time.perf_counter() - started
-    return {"rows": rows, "seconds": elapsed, "raw_mb": raw / 1e6, "gzip_mb": compressed / 1e6}
+    return {"rows": rows, "seconds": elapsed, "raw_mb": raw / 1e6, "gzip_mb": compressed / 1e6,
+            "distinct_props": distinct_props}
 
 
 def _no_fingerprints(n: int):
@@ -184,6 +187,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--memory-factor", type=int, default=5)
     parser.add_argument("--skip-sdk", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the pipeline and the limit; the best counts")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -199,11 +203,15 @@ def main() -> None:
         make_day(db, args.rows)
         emulator = Emulator(work)
         try:
-            limit = run_child("limit", str(db))
-            (work / "p1").mkdir()
-            pipe = run_child("pipeline", str(db), emulator.url, str(work / "p1"))
-            arrived = emulator.stats()["events"]
-            assert arrived == pipe["delivered"] == args.rows, (arrived, pipe)
+            limit = min((run_child("limit", str(db)) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+            pipes = []
+            for i in range(args.repeat):  # each run a fresh ledger and an emptied emulator
+                emulator.reset()
+                (work / f"p{i}").mkdir()
+                pipes.append(run_child("pipeline", str(db), emulator.url, str(work / f"p{i}")))
+                arrived = emulator.stats()["events"]
+                assert arrived == pipes[-1]["delivered"] == args.rows, (arrived, pipes[-1])
+            pipe = min(pipes, key=lambda r: r["seconds"])
             sdk = None
             if not args.skip_sdk:
                 emulator.reset()
@@ -214,8 +222,8 @@ def main() -> None:
             big_db = work / "big.duckdb"
             print(f"generating {big_rows:,} sample events for the memory run ...", flush=True)
             make_day(big_db, big_rows)
-            (work / "p2").mkdir()
-            big = run_child("pipeline", str(big_db), emulator.url, str(work / "p2"))
+            (work / "big").mkdir()
+            big = run_child("pipeline", str(big_db), emulator.url, str(work / "big"))
         finally:
             emulator.stop()
 
@@ -223,9 +231,11 @@ def main() -> None:
     limit_rate = limit["rows"] / limit["seconds"]
     print()
     print(f"rows per run: {args.rows:,} (one day; {limit['raw_mb']:.0f} MB of event JSON, "
-          f"{limit['gzip_mb']:.1f} MB gzipped)")
+          f"{limit['gzip_mb']:.1f} MB gzipped; the metadata JSON column holds {limit['distinct_props']} distinct "
+          "values, each unpacked once per batch)")
     print(f"pipeline  DuckDB → emulator   {pipe_rate:>12,.0f} rows/s   ({pipe['seconds']:.2f} s, "
-          f"{pipe['requests']} requests, peak RSS {pipe['peak_mb']:.0f} MB)")
+          f"{pipe['requests']} requests, peak RSS {pipe['peak_mb']:.0f} MB; best of {args.repeat}, all: "
+          f"{', '.join(format(run['seconds'], '.2f') for run in pipes)} s)")
     print(f"limit     serialise + gzip    {limit_rate:>12,.0f} rows/s   ({limit['seconds']:.2f} s, one thread)")
     if sdk is not None:
         sdk_rate = sdk["arrived"] / sdk["seconds"]

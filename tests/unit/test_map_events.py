@@ -175,3 +175,19 @@ def test_tally_message_names_reason_column_and_count() -> None:
     _, tally = map_rows([good(), good(ts=T0 * 1000), good(ts=T0 * 1000), good(name=None)])
     assert tally.total == 3
     assert tally.describe().startswith("timestamp_milliseconds on column 'ts': 2 rows")
+
+
+def test_repeated_json_is_unpacked_once_but_resolved_per_row() -> None:
+    """Identical JSON texts share one unpacking; a key shadowed by a metadata column still depends on
+    each row's column value, and bad JSON is still rejected on every row that carries it."""
+    props = '{"coupon": "XMAS", "page": "from-json", "n": 2}'
+    rows = [good(props=props, page="/cart"), good(props=props, page=None), good(props=props, page="/home"),
+            good(props="{oops"), good(props="{oops"), good(props=props, page=None)]
+    events, tally = map_rows(rows)
+    assert [e["metadata"] for e in events] == [
+        {"coupon": "XMAS", "n": "2", "page": "/cart"},
+        {"coupon": "XMAS", "page": "from-json", "n": "2"},
+        {"coupon": "XMAS", "n": "2", "page": "/home"},
+        {"coupon": "XMAS", "page": "from-json", "n": "2"},
+    ]
+    assert [(i["reason"], i["rows"]) for i in tally.as_list()] == [("metadata_not_json", 2)]
