@@ -123,6 +123,10 @@ class EventSender:
             raise DeliveryAborted("delivery was cancelled")
         return self.stats
 
+    def abort(self) -> None:
+        """Stop sending what is queued (the caller's run failed); requests in flight finish and are recorded."""
+        self._stopped.set()
+
     def _stop(self, error: BaseException) -> None:
         with self._lock:
             if self._error is None:

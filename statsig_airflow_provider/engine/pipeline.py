@@ -304,7 +304,7 @@ def _deliver_events(spec: SourceSpec, window: DayWindow, reader: WarehouseReader
                 sender.submit(tail)
     except BaseException as exc:
         failure = exc
-        opts.cancel.set()  # stop sending what is queued; in-flight requests finish and are recorded
+        sender.abort()  # stop sending what is queued; in-flight requests finish and are recorded
     finally:
         try:
             stats = sender.close()

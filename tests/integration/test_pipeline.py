@@ -275,3 +275,18 @@ def test_metrics_file_drop_replaces_the_day(tmp_path: Path, ledger: Ledger) -> N
 def test_example_spec_is_the_one_the_tests_use() -> None:
     demo = load_spec(ROOT / "dags_examples" / "sources" / "demo_events.yaml")
     assert demo.mapping == SourceSpec.from_dict(SPEC_DICT).mapping
+
+
+def test_a_failed_day_does_not_cancel_the_next_day_of_the_same_task(demo_warehouse: Path, statsig: EmulatorProcess,
+                                                                    ledger: Ledger, tmp_path: Path) -> None:
+    """The operator runs its days one after another with the same options (and cancel event)."""
+    options = RunOptions(run_id="task", rejects_dir=tmp_path / "rejects", log=lambda _m: None)
+    target = EventsTarget(lambda: LogEventClient(KEY, statsig.events_url))
+    broken = SourceSpec.from_dict({**SPEC_DICT, "mapping": {**SPEC_DICT["mapping"],  # type: ignore[dict-item]
+                                                            "metadata": {"page": "no_such_column"}}})
+    with pytest.raises(IngestionError, match=r"'no_such_column' \(mapped as metadata\.page\)"):
+        ingest_day(broken, DAY, DuckDBReader(str(demo_warehouse)), target, ledger, options)
+    assert not options.cancel.is_set()
+    report = ingest_day(make_spec(), DAY, DuckDBReader(str(demo_warehouse)), target, ledger, options)
+    assert report.status == L.INGESTED
+    assert_exactly_once(demo_warehouse, statsig)
