@@ -282,8 +282,9 @@ def test_a_failed_day_does_not_cancel_the_next_day_of_the_same_task(demo_warehou
     """The operator runs its days one after another with the same options (and cancel event)."""
     options = RunOptions(run_id="task", rejects_dir=tmp_path / "rejects", log=lambda _m: None)
     target = EventsTarget(lambda: LogEventClient(KEY, statsig.events_url))
-    broken = SourceSpec.from_dict({**SPEC_DICT, "mapping": {**SPEC_DICT["mapping"],  # type: ignore[dict-item]
-                                                            "metadata": {"page": "no_such_column"}}})
+    broken = SourceSpec.from_dict({**SPEC_DICT, "validation": {"sample_rows": 0},  # fail while delivering
+                                   "mapping": {**SPEC_DICT["mapping"],  # type: ignore[dict-item]
+                                               "metadata": {"page": "no_such_column"}}})
     with pytest.raises(IngestionError, match=r"'no_such_column' \(mapped as metadata\.page\)"):
         ingest_day(broken, DAY, DuckDBReader(str(demo_warehouse)), target, ledger, options)
     assert not options.cancel.is_set()
