@@ -67,10 +67,6 @@ class DeliveredSet:
     def empty(self) -> bool:
         return len(self._keys) == 0
 
-    @property
-    def totals(self) -> tuple[int, int]:
-        return self._totals[0], self._totals[1]
-
     def select_new(self, fps: np.ndarray) -> np.ndarray:
         """Boolean mask of the rows in `fps` that have not been sent before."""
         new = np.ones(len(fps), dtype=bool)

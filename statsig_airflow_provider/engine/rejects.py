@@ -6,7 +6,6 @@ the column at fault, counted, and written (with its original values) to a Parque
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,16 +153,3 @@ def _as_text(values: pa.Array) -> pa.Array:
         return pc.cast(values, pa.string())
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
         return pa.array([None if v is None else str(v) for v in values.to_pylist()], pa.string())
-
-
-def read_rejects(path: Path) -> list[dict[str, object]]:
-    """The rows of a rejects file (for tests and the status command)."""
-    return pq.read_table(path).to_pylist()
-
-
-def merge_counts(tallies: Iterable[RejectTally]) -> RejectTally:
-    total = RejectTally()
-    for tally in tallies:
-        total.add(tally.counts)
-        total.context.update(tally.context)
-    return total

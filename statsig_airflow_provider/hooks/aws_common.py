@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import re
 import secrets
+from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -303,8 +304,9 @@ class UnloadReader(WarehouseReader):
         """A reader for one day: the UNLOAD folder is named after it, and counts are per day."""
         return type(self)(self.hook, self.options, window=window)
 
+    @abstractmethod
     def connection_label(self) -> str:
-        raise NotImplementedError
+        """How logs and errors name the connection (no secrets)."""
 
     def describe(self) -> str:
         text = self.connection_label()
@@ -313,22 +315,26 @@ class UnloadReader(WarehouseReader):
         return text
 
     @property
+    @abstractmethod
     def s3(self) -> S3Access:
-        raise NotImplementedError
+        """Where the UNLOAD files are read from and deleted."""
 
     def count(self, sql: str) -> int:
         rows = self.count_rows(sql)
         self._counts[sql] = rows
         return rows
 
+    @abstractmethod
     def count_rows(self, sql: str) -> int:
-        raise NotImplementedError
+        """The warehouse's count of `sql`'s rows."""
 
+    @abstractmethod
     def unload_statement(self, sql: str, location: str) -> str:
-        raise NotImplementedError
+        """The UNLOAD that writes `sql`'s result as Parquet under `location`."""
 
+    @abstractmethod
     def execute_unload(self, statement: str) -> None:
-        raise NotImplementedError
+        """Run the UNLOAD and wait for it."""
 
     def uses_unload(self, sql: str) -> bool:
         """Whether `sql` is read through UNLOAD: UNLOAD is set up and the query (counted first; the
