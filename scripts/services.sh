@@ -16,6 +16,17 @@ free_port() {  # a loopback TCP port nobody listens on right now
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }  # port_open <port>
 
+stop_pidfile() {  # stop_pidfile <file>: TERM the process it names, KILL it after 5 s, remove the file
+  local pid
+  [ -f "$1" ] || return 0
+  pid="$(cat "$1")"
+  if kill "$pid" 2>/dev/null; then
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$1"
+}
+
 wait_until_up() {  # wait_until_up <name> <pid> <log> <seconds> <check...>: until the check passes, or fail loudly
   local name="$1" pid="$2" log="$3" deadline=$((SECONDS + $4))
   shift 4

@@ -70,12 +70,4 @@ start_bigquery() {
   return 1
 }
 
-stop_bigquery() {
-  local pidfile="$SERVICES_DIR/bigquery/pid" pid
-  [ -f "$pidfile" ] || return 0
-  pid="$(cat "$pidfile")"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-}
+stop_bigquery() { stop_pidfile "$SERVICES_DIR/bigquery/pid"; }

@@ -82,13 +82,4 @@ start_databricks() {
   echo "[services] minilake (Databricks stand-in) on $url, SQL warehouse $warehouse"
 }
 
-stop_databricks() {
-  local dir="$SERVICES_DIR/databricks" pid
-  [ -f "$dir/pid" ] || return 0
-  pid="$(cat "$dir/pid")"
-  if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
-  fi
-  rm -f "$dir/pid"
-}
+stop_databricks() { stop_pidfile "$SERVICES_DIR/databricks/pid"; }

@@ -26,10 +26,4 @@ start_moto() {
   echo "[services] moto on $url"
 }
 
-stop_moto() {
-  local pidfile="$SERVICES_DIR/moto.pid"
-  if [ -f "$pidfile" ]; then
-    kill "$(cat "$pidfile")" 2>/dev/null || true
-    rm -f "$pidfile"
-  fi
-}
+stop_moto() { stop_pidfile "$SERVICES_DIR/moto.pid"; }

@@ -54,10 +54,4 @@ SQL
   echo "[services] Redshift stand-in (PostgreSQL via the start-up proxy) on 127.0.0.1:$proxy_port"
 }
 
-stop_redshift() {
-  local pidfile="$SERVICES_DIR/redshift_proxy.pid"
-  if [ -f "$pidfile" ]; then
-    kill "$(cat "$pidfile")" 2>/dev/null || true
-    rm -f "$pidfile"
-  fi
-}
+stop_redshift() { stop_pidfile "$SERVICES_DIR/redshift_proxy.pid"; }

@@ -32,13 +32,4 @@ start_snowflake() {
   echo "[services] fakesnow (Snowflake stand-in) on 127.0.0.1:$port"
 }
 
-stop_snowflake() {
-  local dir="$SERVICES_DIR/snowflake" pid
-  [ -f "$dir/pid" ] || return 0
-  pid="$(cat "$dir/pid")"
-  if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
-  fi
-  rm -f "$dir/pid"
-}
+stop_snowflake() { stop_pidfile "$SERVICES_DIR/snowflake/pid"; }
