@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -164,7 +164,7 @@ def ingest_day(spec: SourceSpec, day: dt.date | str, reader: WarehouseReader, ta
         try:
             query = day_query_for(spec, window, reader)
             report.scoping = query.scoping
-            report.warehouse_count = _warehouse(spec, window, reader, "count", lambda: reader.count(query.sql))
+            report.warehouse_count = _warehouse(reader, "count", lambda: reader.count(query.sql))
             opts.log(f"{spec.name} {window.day}: {report.warehouse_count:,} rows in the warehouse "
                      f"({reader.describe()}, {query.scoping})")
             if report.warehouse_count == 0:
@@ -206,12 +206,14 @@ def day_query_for(spec: SourceSpec, window: DayWindow, reader: WarehouseReader) 
     """The day's query for this warehouse (probing the day column's type when the spec leaves it on auto)."""
     if spec.uses_macros or spec.day.column_type != "auto":
         return day_query(spec, window, reader.dialect)
-    schema = _warehouse(spec, window, reader, "schema probe", lambda: reader.schema(spec.sql))
+    schema = _warehouse(reader, "schema probe", lambda: reader.schema(spec.sql))
     column = resolve_columns(schema, {spec.day_column: "the day column"})[spec.day_column]
     return day_query(spec, window, reader.dialect, column=column, column_arrow_type=schema.field(column).type)
 
 
-def _warehouse(spec: SourceSpec, window: DayWindow, reader: WarehouseReader, what: str, call: Callable):
+def _warehouse(reader: WarehouseReader, what: str, call: Callable):
+    """Run a warehouse call; a driver's own error becomes a WarehouseError naming the warehouse
+    (ingest_day adds the source and the day)."""
     try:
         return call()
     except (MappingError, WarehouseError):
@@ -230,7 +232,7 @@ def _sample_check(spec: SourceSpec, window: DayWindow, reader: WarehouseReader, 
     tally = RejectTally(context=mapper.reject_context())
     rows = 0
     sql = sample_query(query.sql, reader.dialect, spec.validation.sample_rows)
-    for batch in _warehouse(spec, window, reader, "sample query", lambda: list(reader.read_batches(sql))):
+    for batch in _warehouse(reader, "sample query", lambda: list(reader.read_batches(sql))):
         rows += batch.num_rows
         tally.add(mapper.map(batch).reasons.counts())
     if rows and tally.total / rows > spec.validation.max_reject_ratio:
@@ -243,18 +245,10 @@ class _TooManyRejects(RuntimeError):
     pass
 
 
-def _stream(spec: SourceSpec, window: DayWindow, reader: WarehouseReader, query: DayQuery, opts: RunOptions):
-    batches = _warehouse(spec, window, reader, "query", lambda: reader.read_batches(query.sql, opts.batch_rows))
-    iterator = iter(batches)
-    while True:
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            return
-        except (MappingError, WarehouseError):
-            raise
-        except Exception as exc:
-            raise WarehouseError(f"query failed on {reader.describe()}: {reader.explain(exc)}") from exc
+def _stream(reader: WarehouseReader, sql: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+    """The day's batches, with errors raised while streaming named like any other warehouse error."""
+    batches = iter(_warehouse(reader, "query", lambda: reader.read_batches(sql, batch_rows)))
+    while (batch := _warehouse(reader, "query", lambda: next(batches, None))) is not None:
         yield batch
 
 
@@ -283,7 +277,7 @@ def _deliver_events(spec: SourceSpec, window: DayWindow, reader: WarehouseReader
     valid = 0
     failure: BaseException | None = None
     try:
-        for batch in _stream(spec, window, reader, query, opts):
+        for batch in _stream(reader, query.sql, opts.batch_rows):
             report.rows_read += batch.num_rows
             mapped = mapper.map(batch)
             tally.add(mapped.reasons.counts())
@@ -351,7 +345,7 @@ def _deliver_file_drop(spec: SourceSpec, window: DayWindow, reader: WarehouseRea
     drop = DayFileDrop(target.filesystem, target.base_path, "metrics", window.day, METRICS_SCHEMA)  # type: ignore[arg-type]
     progress = _Progress(opts, report.warehouse_count)
     try:
-        for batch in _stream(spec, window, reader, query, opts):
+        for batch in _stream(reader, query.sql, opts.batch_rows):
             if opts.cancel.is_set():
                 raise DeliveryAborted("the run was cancelled before the day was written; nothing was replaced")
             report.rows_read += batch.num_rows

@@ -38,9 +38,8 @@ import pytest
 
 from statsig_airflow_provider.engine import ledger as L
 from statsig_airflow_provider.engine.days import DayWindow
-from statsig_airflow_provider.engine.pipeline import IngestionError
+from statsig_airflow_provider.engine.pipeline import IngestionError, day_query_for
 from statsig_airflow_provider.engine.spec import SourceSpec, load_spec
-from statsig_airflow_provider.engine.sql import day_query
 from statsig_airflow_provider.hooks.warehouse import warehouse_reader
 from tests.conftest import DAY, ROOT, EmulatorProcess, assert_exactly_once, ingest_with, require_service
 
@@ -254,12 +253,7 @@ def test_day_rendering_runs_on_bigquery(bq: BQEmulator, bq_times: tuple[str, set
         "day": {"timezone": TZ, **day}})
     reader = warehouse_reader(gcp_conn, bq.options())
     window = DayWindow.of(DAY, TZ)
-    if spec.uses_macros:
-        query = day_query(spec, window, reader.dialect)
-    else:
-        column = spec.day_column
-        query = day_query(spec, window, reader.dialect, column=column,
-                          column_arrow_type=reader.schema(spec.sql).field(column).type)
+    query = day_query_for(spec, window, reader)  # as the pipeline scopes it (probing the day column's type)
     ids = {v for b in reader.read_batches(query.sql) for v in b.column("id").to_pylist()}
     assert ids == inside, (case, query.sql)
     assert reader.count(query.sql) == len(inside)
